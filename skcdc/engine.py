@@ -1,0 +1,186 @@
+"""The training engine: the loop, kept apart from the model and the estimator.
+
+Batches are drawn through a ``torch.utils.data.Sampler`` of sample indices, so
+a ``DistributedSampler`` can take the place of the default ``RandomSampler``
+for multi-GPU training under ``torchrun`` without touching the loop. The views,
+the network and the loss see only the batch they are handed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, Sampler
+
+from .loss import CDCLoss
+
+__all__ = ["Callback", "Engine", "History", "ProgressBar"]
+
+
+class Callback:
+    """Base class of the engine's callbacks; every hook does nothing by default."""
+
+    def on_train_begin(self, engine: Engine) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
+        """Called after every epoch with that epoch's log."""
+
+    def on_train_end(self, engine: Engine) -> None:
+        """Called once after the last epoch, also when training stops early."""
+
+
+class History(Callback):
+    """Keeps every epoch's log, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, float]] = []
+
+    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
+        self.records.append(dict(log))
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs that shows the current loss (on stderr)."""
+
+    def __init__(self, **tqdm_kwargs: Any) -> None:
+        self.tqdm_kwargs = tqdm_kwargs
+        self._bar = None
+
+    def on_train_begin(self, engine: Engine) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=engine.epochs, unit="epoch", **self.tqdm_kwargs)
+
+    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
+        self._bar.set_postfix(loss=f"{log['loss']:.4f}", balance=f"{log['cluster_entropy']:.3f}")
+        self._bar.update()
+
+    def on_train_end(self, engine: Engine) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def cluster_size_entropy(counts: torch.Tensor) -> float:
+    """Entropy of the cluster sizes divided by ``log K``: 1 is perfectly balanced."""
+    n_clusters = counts.numel()
+    if n_clusters < 2:
+        return 1.0
+    p = counts.double() / counts.sum().clamp_min(1)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum().item()
+    return entropy / math.log(n_clusters)
+
+
+class Engine:
+    """Runs the CDC training loop.
+
+    Parameters
+    ----------
+    network : nn.Module
+        Maps a batch of inputs to ``(logits, z)``.
+    criterion : CDCLoss
+        The loss.
+    views : callable
+        ``views(index, generator) -> (view_a, view_b)`` for a batch of indices.
+    optimizer : torch.optim.Optimizer
+    sampler : Sampler[int]
+        Yields the sample indices of an epoch.
+    batch_size : int
+    epochs : int
+    device : torch.device
+    generator : torch.Generator
+        Source of all the randomness the views draw.
+    mixed_precision : bool
+        Autocast to bfloat16 on CUDA; ignored on the CPU.
+    callbacks : sequence of Callback
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        criterion: CDCLoss,
+        views: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+        optimizer: torch.optim.Optimizer,
+        *,
+        sampler: Sampler[int] | Iterable[int],
+        batch_size: int,
+        epochs: int,
+        device: torch.device,
+        generator: torch.Generator,
+        n_clusters: int,
+        mixed_precision: bool = False,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.network = network
+        self.criterion = criterion
+        self.views = views
+        self.optimizer = optimizer
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.device = device
+        self.generator = generator
+        self.n_clusters = n_clusters
+        self.mixed_precision = mixed_precision and device.type == "cuda"
+        self.callbacks = list(callbacks)
+        self.epoch = 0
+
+    def _autocast(self):
+        if self.mixed_precision:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _run_epoch(self) -> dict[str, float]:
+        self.network.train()
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(self.epoch)
+        batches = BatchSampler(self.sampler, self.batch_size, drop_last=True)
+        counts = torch.zeros(self.n_clusters, device=self.device)
+        totals = {"loss": 0.0, "contrastive": 0.0}
+        n_batches = 0
+        start = time.perf_counter()
+        for batch in batches:
+            index = torch.as_tensor(batch, device=self.device)
+            view_a, view_b = self.views(index, self.generator)
+            with self._autocast():
+                logits_a, z_a = self.network(view_a)
+                logits_b, z_b = self.network(view_b)
+            out = self.criterion(logits_a, z_a, logits_b, z_b)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.optimizer.step()
+            counts += torch.bincount(logits_a.argmax(1), minlength=self.n_clusters)
+            totals["loss"] += out.loss.item()
+            totals["contrastive"] += out.contrastive.item()
+            n_batches += 1
+        n_batches = max(n_batches, 1)
+        return {
+            "epoch": self.epoch + 1,
+            "loss": totals["loss"] / n_batches,
+            "contrastive": totals["contrastive"] / n_batches,
+            "cluster_entropy": cluster_size_entropy(counts),
+            "n_empty_clusters": int((counts == 0).sum().item()),
+            "time": time.perf_counter() - start,
+        }
+
+    def fit(self) -> Engine:
+        """Train for ``epochs`` epochs, calling the callbacks on the way."""
+        for callback in self.callbacks:
+            callback.on_train_begin(self)
+        try:
+            while self.epoch < self.epochs:
+                log = self._run_epoch()
+                self.epoch += 1
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, log)
+        finally:
+            for callback in self.callbacks:
+                callback.on_train_end(self)
+        self.network.eval()
+        return self

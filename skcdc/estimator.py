@@ -1,0 +1,540 @@
+"""The scikit-learn estimator: a thin layer over views, networks, loss and engine."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.metrics import mutual_info_score
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+from torch import nn
+from torch.utils.data import RandomSampler
+
+from .engine import Engine, History, ProgressBar
+from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss
+from .networks import InputScaler, VectorCDCNetwork
+from .views import METRICS, NeighbourViews, knn_indices
+
+__all__ = ["CDCClustering"]
+
+# Rows per forward pass at prediction time: large enough to keep a GPU busy,
+# small enough that the activations of the default network stay in the tens of MB.
+_PREDICT_BATCH = 4096
+
+
+class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Clustering by Contrastive representation Disentanglement (CDC).
+
+    A network maps each sample to a representation with two parts: a
+    *categorical* part, trained under an equipartition constraint, whose
+    argmax is the cluster label, and an L2-normalised *instance* part. One
+    contrastive loss over both parts trains it. On vector input (frozen-feature
+    mode: precomputed embeddings or any numeric table) the positive of a sample
+    is one of its nearest neighbours. See ``docs/method.md`` for which parts of
+    the method are the paper's and which are this library's choices.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters, the width of the categorical part.
+    tau_c : float, default=0.2
+        Temperature of the categorical part of the joint similarity. A negative
+        in the anchor's cluster has its weight multiplied (``"hard"``) or
+        divided (``"debiased"``) by up to ``exp(1 / tau_c)``.
+    tau_z : float, default=0.2
+        Temperature of the instance part of the joint similarity.
+    negative_weighting : {"debiased", "hard"}, default="debiased"
+        How the categorical part weights negatives. ``"hard"`` is the literal
+        reading of the paper's abstract (same-cluster negatives weigh more);
+        ``"debiased"`` treats them as likely false negatives and weighs them
+        less, which groups similar samples; it is the default because it
+        clusters better on every data set we measured (``docs/method.md``).
+    equipartition : {"entropy", "sinkhorn", "none"}, default="entropy"
+        How the equal-cluster-size constraint enters. ``"sinkhorn"``: the
+        categorical part is the log-domain Sinkhorn assignment of each batch
+        (hard constraint). ``"entropy"``: it is ``softmax(logits)`` and the
+        entropy of the batch's mean assignment is rewarded (soft constraint,
+        relax it with a smaller ``entropy_weight`` for imbalanced data).
+        ``"none"``: no constraint; clusters may collapse.
+    entropy_weight : float, default=1.0
+        Strength of the marginal-entropy reward.
+    sinkhorn_epsilon : float, default=0.5
+        Entropic regularisation of Sinkhorn; smaller gives harder assignments.
+    sinkhorn_iterations : int, default=3
+        Sinkhorn iterations per batch.
+    anchor_weight : float, default=1.0
+        With ``equipartition="sinkhorn"``: weight of the cross-entropy that
+        pulls ``softmax(logits)`` towards the other view's balanced
+        assignment, so that prediction (``argmax(logits)``, no Sinkhorn)
+        inherits the balance.
+    instance_dim : int, default=128
+        Width of the instance part.
+    hidden_dim : int, default=512
+        Width of the default network's hidden layers.
+    network : "auto" or nn.Module subclass, default="auto"
+        ``"auto"`` is an MLP encoder with the two heads
+        (:class:`skcdc.networks.VectorCDCNetwork`). A class is instantiated at
+        fit with ``in_features``, ``n_clusters``, ``instance_dim`` and
+        ``network_kwargs``; its ``forward`` must return ``(logits, z)``. Pass a
+        class, not an instance, so that ``clone`` and refits start afresh.
+    network_kwargs : dict, default=None
+        Extra keyword arguments of ``network``. With ``"auto"``, ``hidden_dim``
+        is taken from the parameter of that name.
+    n_neighbors : int, default=10
+        The positive of a sample is one of its ``n_neighbors`` nearest
+        neighbours (exact search, in blocks, on the training device).
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        Distance of the neighbour search.
+    feature_noise : float, default=0.0
+        Standard deviation of Gaussian noise added to both views, in units of
+        each feature's standard deviation.
+    epochs : int, default=100
+        Passes over the training set.
+    batch_size : int, default=256
+        Samples per batch (each gives two views). Shrunk to ``n_samples`` when
+        larger.
+    learning_rate : float, default=1e-3
+        AdamW learning rate.
+    weight_decay : float, default=1e-4
+        AdamW weight decay.
+    device : str or torch.device, default="auto"
+        ``"auto"`` trains on CUDA when available and on the CPU otherwise.
+    mixed_precision : bool, default=True
+        Autocast the network to bfloat16 on CUDA (the loss stays in float32).
+        No effect on the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the network's initialisation and every random draw of training.
+        On the CPU the same value gives the same labels.
+    verbose : int, default=0
+        Above 0, a tqdm progress bar per epoch with the loss, on stderr.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each training sample.
+    categorical_embedding_ : ndarray of shape (n_samples, n_clusters)
+        Cluster probabilities (``softmax(logits)``) of the training samples.
+    instance_embedding_ : ndarray of shape (n_samples, instance_dim)
+        L2-normalised instance part of the training samples.
+    cluster_centers_ : ndarray of shape (n_clusters, n_features_in_)
+        Mean of the training samples of each cluster, in input space (an
+        empty cluster gets the probability-weighted mean).
+    history_ : pandas.DataFrame
+        One row per epoch: ``loss``, ``contrastive``, ``cluster_entropy``
+        (entropy of the training-time cluster sizes over ``log K``: 1 is
+        balanced), ``n_empty_clusters``, ``time`` (seconds).
+    n_iter_ : int
+        Epochs run.
+    network_ : torch.nn.Module
+        The trained network, input scaling included.
+    device_ : torch.device
+        Where it was trained.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : The baseline on identical features.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skcdc import CDCClustering
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> model = CDCClustering(n_clusters=10, epochs=5, random_state=0).fit(X)
+    >>> model.labels_.shape
+    (1797,)
+    >>> model.transform(X[:2]).shape  # 10 categorical + 128 instance columns
+    (2, 138)
+    """
+
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "tau_c": [Interval(Real, 0, None, closed="neither")],
+        "tau_z": [Interval(Real, 0, None, closed="neither")],
+        "negative_weighting": [StrOptions(set(NEGATIVE_WEIGHTINGS))],
+        "equipartition": [StrOptions(set(EQUIPARTITIONS))],
+        "entropy_weight": [Interval(Real, 0, None, closed="left")],
+        "sinkhorn_epsilon": [Interval(Real, 0, None, closed="neither")],
+        "sinkhorn_iterations": [Interval(Integral, 1, None, closed="left")],
+        "anchor_weight": [Interval(Real, 0, None, closed="left")],
+        "instance_dim": [Interval(Integral, 1, None, closed="left")],
+        "hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "network": [StrOptions({"auto"}), type],
+        "network_kwargs": [dict, None],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions(set(METRICS))],
+        "feature_noise": [Interval(Real, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "device": [str, torch.device],
+        "mixed_precision": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        tau_c: float = 0.2,
+        tau_z: float = 0.2,
+        negative_weighting: str = "debiased",
+        equipartition: str = "entropy",
+        entropy_weight: float = 1.0,
+        sinkhorn_epsilon: float = 0.5,
+        sinkhorn_iterations: int = 3,
+        anchor_weight: float = 1.0,
+        instance_dim: int = 128,
+        hidden_dim: int = 512,
+        network: str | type[nn.Module] = "auto",
+        network_kwargs: dict | None = None,
+        n_neighbors: int = 10,
+        metric: str = "euclidean",
+        feature_noise: float = 0.0,
+        epochs: int = 100,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        device: str | torch.device = "auto",
+        mixed_precision: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.tau_c = tau_c
+        self.tau_z = tau_z
+        self.negative_weighting = negative_weighting
+        self.equipartition = equipartition
+        self.entropy_weight = entropy_weight
+        self.sinkhorn_epsilon = sinkhorn_epsilon
+        self.sinkhorn_iterations = sinkhorn_iterations
+        self.anchor_weight = anchor_weight
+        self.instance_dim = instance_dim
+        self.hidden_dim = hidden_dim
+        self.network = network
+        self.network_kwargs = network_kwargs
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.feature_noise = feature_noise
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X: Any, y: None = None) -> CDCClustering:
+        """Train the network on X and label the training samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data: precomputed embeddings or any numeric table. Sparse
+            matrices are refused (densify with ``X.toarray()``, or reduce them
+            first with ``TruncatedSVD``).
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : CDCClustering
+            The fitted estimator.
+        """
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        n_samples = X.shape[0]
+        if self.n_clusters > n_samples:
+            raise ValueError(
+                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}: "
+                "lower n_clusters or pass more samples."
+            )
+        device = _resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        network_cls, network_kwargs = self._network_spec()
+
+        # Forking the RNG keeps the user's global torch random state untouched
+        # while the network's initialisation draws from our seed.
+        fork_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            data = torch.tensor(X, dtype=torch.float32, device=device)
+            network = nn.Sequential(
+                InputScaler.from_data(data),
+                network_cls(
+                    in_features=X.shape[1],
+                    n_clusters=self.n_clusters,
+                    instance_dim=self.instance_dim,
+                    **network_kwargs,
+                ),
+            ).to(device)
+            engine = self._make_engine(network, data, device, seed)
+            engine.fit()
+
+        self.network_ = network
+        self.device_ = device
+        self.history_ = pd.DataFrame(engine.callbacks[0].records)
+        self.n_iter_ = engine.epoch
+        logits, z = self._forward(X)
+        self.categorical_embedding_ = _softmax(logits)
+        self.instance_embedding_ = z
+        self.labels_ = logits.argmax(axis=1)
+        self.cluster_centers_ = _cluster_centers(X, self.labels_, self.categorical_embedding_)
+        return self
+
+    def _network_spec(self) -> tuple[type[nn.Module], dict]:
+        kwargs = dict(self.network_kwargs or {})
+        if isinstance(self.network, str):
+            kwargs.setdefault("hidden_dim", self.hidden_dim)
+            return VectorCDCNetwork, kwargs
+        if not issubclass(self.network, nn.Module):
+            raise TypeError(
+                f"network must be 'auto' or a torch.nn.Module subclass, got {self.network!r}."
+            )
+        accepted = inspect.signature(self.network).parameters
+        needed = {"in_features", "n_clusters", "instance_dim"}
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        if not takes_kwargs and not needed <= set(accepted):
+            raise TypeError(
+                f"network {self.network.__name__} must accept the keyword arguments "
+                f"{sorted(needed)}; it is missing {sorted(needed - set(accepted))}."
+            )
+        return self.network, kwargs
+
+    def _make_engine(
+        self, network: nn.Module, data: torch.Tensor, device: torch.device, seed: int
+    ) -> Engine:
+        n_samples = data.shape[0]
+        views = NeighbourViews(
+            data, self.n_neighbors, metric=self.metric, noise=self.feature_noise
+        )
+        criterion = CDCLoss(
+            tau_c=self.tau_c,
+            tau_z=self.tau_z,
+            equipartition=self.equipartition,
+            sinkhorn_epsilon=self.sinkhorn_epsilon,
+            sinkhorn_iterations=self.sinkhorn_iterations,
+            entropy_weight=self.entropy_weight,
+            negative_weighting=self.negative_weighting,
+            anchor_weight=self.anchor_weight,
+        )
+        optimizer = torch.optim.AdamW(
+            network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        sampler_generator = torch.Generator().manual_seed(seed)
+        view_generator = torch.Generator(device=device).manual_seed(seed + 1)
+        callbacks = [History()]
+        if self.verbose:
+            callbacks.append(ProgressBar(desc="CDCClustering"))
+        return Engine(
+            network,
+            criterion,
+            views,
+            optimizer,
+            sampler=RandomSampler(range(n_samples), generator=sampler_generator),
+            batch_size=min(self.batch_size, n_samples),
+            epochs=self.epochs,
+            device=device,
+            generator=view_generator,
+            n_clusters=self.n_clusters,
+            mixed_precision=self.mixed_precision,
+            callbacks=callbacks,
+        )
+
+    # ------------------------------------------------------------ inference
+
+    def _forward(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and instance vectors of validated X, in evaluation mode."""
+        network = self.network_
+        device = _module_device(network)
+        logits, instances = [], []
+        network.eval()
+        with torch.inference_mode():
+            for start in range(0, X.shape[0], _PREDICT_BATCH):
+                block = torch.tensor(
+                    X[start : start + _PREDICT_BATCH], dtype=torch.float32, device=device
+                )
+                l, z = network(block)
+                logits.append(l.float().cpu().numpy())
+                instances.append(z.float().cpu().numpy())
+        return np.concatenate(logits), np.concatenate(instances)
+
+    def _validated_forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        logits, z = self._forward(X)
+        return logits, z, X.dtype
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Cluster of each sample: the argmax of its categorical logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        logits, _, _ = self._validated_forward(X)
+        return logits.argmax(axis=1)
+
+    def fit_predict(self, X: Any, y: None = None) -> np.ndarray:
+        """Fit on X and return the training labels (``labels_``)."""
+        return self.fit(X).labels_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Cluster probabilities, ``softmax`` of the categorical logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_clusters)
+            Rows sum to 1.
+        """
+        logits, _, dtype = self._validated_forward(X)
+        return _softmax(logits).astype(dtype, copy=False)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The disentangled representation of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_clusters + instance_dim)
+            Columns ``0 .. n_clusters - 1`` are the categorical part (the
+            cluster probabilities, as :meth:`predict_proba`); the remaining
+            ``instance_dim`` columns are the L2-normalised instance part.
+            ``get_feature_names_out`` names them ``categorical<k>`` and
+            ``instance<j>``.
+        """
+        logits, z, dtype = self._validated_forward(X)
+        return np.hstack([_softmax(logits), z]).astype(dtype, copy=False)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the columns of :meth:`transform`.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only checked against the names seen in fit.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        names = [f"categorical{k}" for k in range(self.n_clusters)]
+        names += [f"instance{j}" for j in range(self.instance_embedding_.shape[1])]
+        return np.asarray(names, dtype=object)
+
+    def score(self, X: Any, y: None = None) -> float:
+        """Label-free score: neighbour agreement of the predicted clusters.
+
+        The mutual information (nats) between the cluster of each sample of X
+        and the clusters of its ``n_neighbors`` nearest neighbours in X. It is
+        0 when every sample is in one cluster or when the clusters ignore the
+        neighbourhood structure, and at most ``log(n_clusters)``, reached by
+        balanced clusters that no neighbour crosses. Higher is better, so
+        ``GridSearchCV(CDCClustering(), params)`` can tune without labels;
+        compare it between settings with the same ``n_clusters``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        logits, _, _ = self._validated_forward(X)
+        labels = logits.argmax(axis=1)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        n_neighbors = min(self.n_neighbors, X.shape[0] - 1)
+        if n_neighbors < 1:
+            return 0.0
+        data = torch.from_numpy(np.array(X))
+        neighbors = knn_indices(data, data, n_neighbors, metric=self.metric, exclude_self=True)
+        return float(
+            mutual_info_score(np.repeat(labels, n_neighbors), labels[neighbors.numpy().ravel()])
+        )
+
+    # -------------------------------------------------------------- plumbing
+
+    def __getstate__(self) -> dict:
+        # Pickle the network on the CPU so that a model fitted on a GPU loads on
+        # a machine without one.
+        state = self.__dict__.copy()
+        if "network_" in state:
+            state["network_"] = copy.deepcopy(state["network_"]).cpu()
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device to train on, with a clear error when it is unusable."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this machine; "
+            "use device='auto' or device='cpu'."
+        )
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda'.")
+    return resolved
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _cluster_centers(X: np.ndarray, labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """Per-cluster means in input space; an empty cluster gets its soft mean."""
+    n_clusters = proba.shape[1]
+    one_hot = np.eye(n_clusters)[labels]
+    sizes = one_hot.sum(axis=0)
+    weights = np.where(sizes > 0, one_hot, proba)
+    return (weights.T @ X) / weights.sum(axis=0)[:, None]

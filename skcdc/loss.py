@@ -1,0 +1,250 @@
+"""The CDC loss: equipartitioned categorical part, instance part, joint NT-Xent.
+
+Everything here is a pure function of tensors: it works on whatever batch it is
+handed (a local batch, a batch gathered across processes, a batch plus a queue),
+which is what lets the training engine change how batches are formed without
+touching the loss.
+
+Which parts are the paper's and which are this project's choices is stated in
+``docs/method.md``. In short: the split into a categorical part under an
+equipartition constraint and an L2-normalised instance part, and one
+contrastive loss over both, are the paper's (arXiv 2306.05439, abstract); the
+exact joint similarity, the two readings of its negative weighting and the
+anchoring term are a reconstruction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "EQUIPARTITIONS",
+    "NEGATIVE_WEIGHTINGS",
+    "CDCLoss",
+    "LossOutput",
+    "joint_similarity_nt_xent",
+    "marginal_entropy",
+    "sinkhorn",
+]
+
+EQUIPARTITIONS = ("sinkhorn", "entropy", "none")
+NEGATIVE_WEIGHTINGS = ("hard", "debiased")
+
+
+def sinkhorn(scores: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
+    """Balanced soft assignment of a batch by log-domain Sinkhorn-Knopp.
+
+    Solves the entropy-regularised transport between the ``B`` rows (samples,
+    mass 1 each) and the ``K`` columns (clusters, mass ``B / K`` each), so that
+    the batch is split into clusters of equal size.
+
+    Parameters
+    ----------
+    scores : Tensor of shape (B, K)
+        Logits already divided by the Sinkhorn epsilon (smaller epsilon, larger
+        scores, harder assignment).
+    n_iter : int, default=3
+        Alternating normalisations. Each one is differentiable, so gradients
+        flow through the assignment unless the caller detaches it.
+
+    Returns
+    -------
+    Tensor of shape (B, K)
+        Rows sum to 1 exactly; columns sum to ``B / K`` up to the convergence of
+        ``n_iter`` iterations.
+    """
+    n_rows, n_cols = scores.shape
+    # Work in float32 at least: under autocast the logits may be half precision
+    # and the log-sum-exps below lose too much in it.
+    log_q = scores.float()
+    log_row_mass = -math.log(n_rows)
+    log_col_mass = -math.log(n_cols)
+    for _ in range(n_iter):
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) + log_col_mass
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) + log_row_mass
+    return torch.exp(log_q + math.log(n_rows))
+
+
+def marginal_entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of the mean assignment of a batch; ``log K`` when balanced."""
+    mean = probabilities.mean(dim=0)
+    return -(mean * torch.log(mean.clamp_min(1e-12))).sum()
+
+
+def joint_similarity_nt_xent(
+    c_a: torch.Tensor,
+    z_a: torch.Tensor,
+    c_b: torch.Tensor,
+    z_b: torch.Tensor,
+    *,
+    tau_c: float,
+    tau_z: float,
+    negative_weighting: str = "hard",
+) -> torch.Tensor:
+    """NT-Xent over the 2B views of a batch with the CDC joint similarity.
+
+    For views ``i`` and ``j`` the similarity is::
+
+        s_ij = sign * (c_i . c_j) / tau_c + (z_i . z_j) / tau_z
+
+    and the loss is ``mean_i -log(exp(s_i,i+) / sum_{j != i} exp(s_ij))``, the
+    positive ``i+`` being the other view of sample ``i``. The categorical term
+    of a negative multiplies its instance term by ``w_ij = exp(sign * c_i . c_j
+    / tau_c)``:
+
+    - ``"hard"`` (``sign = +1`` for every pair, the literal reading of the
+      paper): a negative in the anchor's cluster weighs up to
+      ``exp(1 / tau_c)`` times more than one in another cluster.
+    - ``"debiased"`` (``sign = -1`` for negatives, ``+1`` for the positive):
+      same-cluster negatives, likely false negatives, weigh up to
+      ``exp(1 / tau_c)`` times *less*, so the gradient focuses on similar
+      samples of other clusters and pulls similar samples into one cluster.
+
+    Parameters
+    ----------
+    c_a, c_b : Tensor of shape (B, K)
+        Categorical parts of the two views (points of the simplex).
+    z_a, z_b : Tensor of shape (B, d)
+        L2-normalised instance parts of the two views.
+    tau_c, tau_z : float
+        Temperatures of the categorical and instance terms.
+    negative_weighting : {"hard", "debiased"}, default="hard"
+        Sign of the categorical term on negatives, see above.
+
+    Returns
+    -------
+    Tensor of shape ()
+        The mean loss over the 2B anchors.
+    """
+    if negative_weighting not in NEGATIVE_WEIGHTINGS:
+        raise ValueError(
+            f"negative_weighting must be one of {NEGATIVE_WEIGHTINGS}, "
+            f"got {negative_weighting!r}."
+        )
+    n = c_a.shape[0]
+    c = torch.cat([c_a, c_b]).float()
+    z = torch.cat([z_a, z_b]).float()
+    categorical = (c @ c.T) / tau_c
+    instance = (z @ z.T) / tau_z
+    positive_index = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(c.device)
+    if negative_weighting == "hard":
+        logits = categorical + instance
+    else:
+        positive_mask = F.one_hot(positive_index, 2 * n).bool()
+        logits = torch.where(positive_mask, categorical, -categorical) + instance
+    # An anchor is never its own negative.
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=c.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    return F.cross_entropy(logits, positive_index)
+
+
+@dataclass
+class LossOutput:
+    """What one evaluation of :class:`CDCLoss` returns."""
+
+    loss: torch.Tensor
+    contrastive: torch.Tensor
+    anchor: torch.Tensor
+    balance: torch.Tensor
+
+
+class CDCLoss:
+    """The full CDC training objective on a batch of paired views.
+
+    Parameters
+    ----------
+    tau_c : float
+        Temperature of the categorical part of the joint similarity.
+    tau_z : float
+        Temperature of the instance part.
+    equipartition : {"sinkhorn", "entropy", "none"}
+        How the equal-size constraint enters. ``"sinkhorn"``: the categorical
+        part of a view is the differentiable log-domain Sinkhorn assignment of
+        its batch. ``"entropy"``: it is ``softmax(logits)`` and
+        ``entropy_weight`` times the entropy of the batch's mean assignment is
+        subtracted from the loss. ``"none"``: plain softmax, no constraint.
+    sinkhorn_epsilon : float
+        Entropic regularisation of Sinkhorn; lower means harder assignments.
+    sinkhorn_iterations : int
+        Sinkhorn iterations per batch.
+    entropy_weight : float
+        Weight of the marginal-entropy term; with ``"sinkhorn"`` it acts on the
+        softmax that prediction reads, to keep its argmax balanced too.
+    negative_weighting : {"hard", "debiased"}
+        See :func:`joint_similarity_nt_xent`.
+    anchor_weight : float
+        Weight of a cross-entropy that pulls ``softmax(logits)`` of each view
+        towards the detached balanced assignment of the *other* view (swapped
+        prediction). Without it, the balance reached in training does not
+        carry over to ``argmax(logits)`` at prediction time.
+    """
+
+    def __init__(
+        self,
+        *,
+        tau_c: float,
+        tau_z: float,
+        equipartition: str = "sinkhorn",
+        sinkhorn_epsilon: float = 0.5,
+        sinkhorn_iterations: int = 3,
+        entropy_weight: float = 1.0,
+        negative_weighting: str = "hard",
+        anchor_weight: float = 1.0,
+    ) -> None:
+        if equipartition not in EQUIPARTITIONS:
+            raise ValueError(
+                f"equipartition must be one of {EQUIPARTITIONS}, got {equipartition!r}."
+            )
+        self.tau_c = tau_c
+        self.tau_z = tau_z
+        self.equipartition = equipartition
+        self.sinkhorn_epsilon = sinkhorn_epsilon
+        self.sinkhorn_iterations = sinkhorn_iterations
+        self.entropy_weight = entropy_weight
+        self.negative_weighting = negative_weighting
+        self.anchor_weight = anchor_weight
+
+    def categorical_part(self, logits: torch.Tensor) -> torch.Tensor:
+        """The categorical part of a batch of views under the constraint."""
+        logits = logits.float()
+        if self.equipartition == "sinkhorn":
+            return sinkhorn(logits / self.sinkhorn_epsilon, self.sinkhorn_iterations)
+        return logits.softmax(dim=1)
+
+    def __call__(
+        self,
+        logits_a: torch.Tensor,
+        z_a: torch.Tensor,
+        logits_b: torch.Tensor,
+        z_b: torch.Tensor,
+    ) -> LossOutput:
+        c_a = self.categorical_part(logits_a)
+        c_b = self.categorical_part(logits_b)
+        contrastive = joint_similarity_nt_xent(
+            c_a,
+            z_a,
+            c_b,
+            z_b,
+            tau_c=self.tau_c,
+            tau_z=self.tau_z,
+            negative_weighting=self.negative_weighting,
+        )
+        log_p_a = logits_a.float().log_softmax(dim=1)
+        log_p_b = logits_b.float().log_softmax(dim=1)
+        zero = contrastive.new_zeros(())
+        anchor = zero
+        if self.anchor_weight > 0 and self.equipartition == "sinkhorn":
+            anchor = -0.5 * (
+                (c_b.detach() * log_p_a).sum(1).mean()
+                + (c_a.detach() * log_p_b).sum(1).mean()
+            )
+        balance = zero
+        if self.entropy_weight > 0 and self.equipartition != "none":
+            p = torch.cat([log_p_a, log_p_b]).exp()
+            balance = -marginal_entropy(p)
+        loss = contrastive + self.anchor_weight * anchor + self.entropy_weight * balance
+        return LossOutput(loss=loss, contrastive=contrastive, anchor=anchor, balance=balance)
