@@ -26,6 +26,7 @@ __all__ = [
     "NEGATIVE_WEIGHTINGS",
     "CDCLoss",
     "LossOutput",
+    "joint_similarity",
     "joint_similarity_nt_xent",
     "marginal_entropy",
     "sinkhorn",
@@ -75,6 +76,71 @@ def marginal_entropy(probabilities: torch.Tensor) -> torch.Tensor:
     return -(mean * torch.log(mean.clamp_min(1e-12))).sum()
 
 
+def joint_similarity(
+    c: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    tau_c: float,
+    tau_z: float,
+    negative_weighting: str = "hard",
+) -> torch.Tensor:
+    """Joint similarity logits of the 2B views of a batch, views ``i`` and
+    ``i + B`` being the two views of sample ``i``.
+
+    For views ``i`` and ``j``::
+
+        s_ij = sign * (c_i . c_j) / tau_c + (z_i . z_j) / tau_z
+
+    The categorical term multiplies a negative's instance term
+    ``exp(z_i . z_j / tau_z)`` by ``w_ij = exp(sign * c_i . c_j / tau_c)``:
+
+    - ``"hard"`` (``sign = +1`` for every pair, the literal reading of the
+      paper): a negative in the anchor's cluster weighs up to
+      ``exp(1 / tau_c)`` times more than one in another cluster.
+    - ``"debiased"`` (``sign = -1`` for negatives, ``+1`` for the positive):
+      same-cluster negatives, likely false negatives, weigh up to
+      ``exp(1 / tau_c)`` times *less*, so the gradient focuses on similar
+      samples of other clusters and pulls similar samples into one cluster.
+
+    Parameters
+    ----------
+    c : Tensor of shape (2B, K)
+        Categorical parts (points of the simplex), first views then second.
+    z : Tensor of shape (2B, d)
+        L2-normalised instance parts, in the same order.
+    tau_c, tau_z : float
+        Temperatures of the categorical and instance terms.
+    negative_weighting : {"hard", "debiased"}, default="hard"
+
+    Returns
+    -------
+    Tensor of shape (2B, 2B)
+        ``s_ij``, with ``-inf`` on the diagonal: a view is never its own
+        negative.
+    """
+    if negative_weighting not in NEGATIVE_WEIGHTINGS:
+        raise ValueError(
+            f"negative_weighting must be one of {NEGATIVE_WEIGHTINGS}, "
+            f"got {negative_weighting!r}."
+        )
+    c = c.float()
+    z = z.float()
+    categorical = (c @ c.T) / tau_c
+    instance = (z @ z.T) / tau_z
+    if negative_weighting == "hard":
+        logits = categorical + instance
+    else:
+        positive_mask = F.one_hot(_positive_index(c.shape[0] // 2, c.device), c.shape[0]).bool()
+        logits = torch.where(positive_mask, categorical, -categorical) + instance
+    self_mask = torch.eye(c.shape[0], dtype=torch.bool, device=c.device)
+    return logits.masked_fill(self_mask, float("-inf"))
+
+
+def _positive_index(n: int, device: torch.device) -> torch.Tensor:
+    """Column of each view's positive among the 2n views."""
+    return torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(device)
+
+
 def joint_similarity_nt_xent(
     c_a: torch.Tensor,
     z_a: torch.Tensor,
@@ -87,59 +153,33 @@ def joint_similarity_nt_xent(
 ) -> torch.Tensor:
     """NT-Xent over the 2B views of a batch with the CDC joint similarity.
 
-    For views ``i`` and ``j`` the similarity is::
-
-        s_ij = sign * (c_i . c_j) / tau_c + (z_i . z_j) / tau_z
-
-    and the loss is ``mean_i -log(exp(s_i,i+) / sum_{j != i} exp(s_ij))``, the
-    positive ``i+`` being the other view of sample ``i``. The categorical term
-    of a negative multiplies its instance term by ``w_ij = exp(sign * c_i . c_j
-    / tau_c)``:
-
-    - ``"hard"`` (``sign = +1`` for every pair, the literal reading of the
-      paper): a negative in the anchor's cluster weighs up to
-      ``exp(1 / tau_c)`` times more than one in another cluster.
-    - ``"debiased"`` (``sign = -1`` for negatives, ``+1`` for the positive):
-      same-cluster negatives, likely false negatives, weigh up to
-      ``exp(1 / tau_c)`` times *less*, so the gradient focuses on similar
-      samples of other clusters and pulls similar samples into one cluster.
+    ``L = mean_i -log(exp(s_i,i+) / sum_{j != i} exp(s_ij))``, the positive
+    ``i+`` being the other view of sample ``i`` and ``s`` the
+    :func:`joint_similarity`.
 
     Parameters
     ----------
     c_a, c_b : Tensor of shape (B, K)
-        Categorical parts of the two views (points of the simplex).
+        Categorical parts of the two views.
     z_a, z_b : Tensor of shape (B, d)
         L2-normalised instance parts of the two views.
     tau_c, tau_z : float
-        Temperatures of the categorical and instance terms.
+        Temperatures.
     negative_weighting : {"hard", "debiased"}, default="hard"
-        Sign of the categorical term on negatives, see above.
 
     Returns
     -------
     Tensor of shape ()
         The mean loss over the 2B anchors.
     """
-    if negative_weighting not in NEGATIVE_WEIGHTINGS:
-        raise ValueError(
-            f"negative_weighting must be one of {NEGATIVE_WEIGHTINGS}, "
-            f"got {negative_weighting!r}."
-        )
-    n = c_a.shape[0]
-    c = torch.cat([c_a, c_b]).float()
-    z = torch.cat([z_a, z_b]).float()
-    categorical = (c @ c.T) / tau_c
-    instance = (z @ z.T) / tau_z
-    positive_index = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(c.device)
-    if negative_weighting == "hard":
-        logits = categorical + instance
-    else:
-        positive_mask = F.one_hot(positive_index, 2 * n).bool()
-        logits = torch.where(positive_mask, categorical, -categorical) + instance
-    # An anchor is never its own negative.
-    self_mask = torch.eye(2 * n, dtype=torch.bool, device=c.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))
-    return F.cross_entropy(logits, positive_index)
+    logits = joint_similarity(
+        torch.cat([c_a, c_b]),
+        torch.cat([z_a, z_b]),
+        tau_c=tau_c,
+        tau_z=tau_z,
+        negative_weighting=negative_weighting,
+    )
+    return F.cross_entropy(logits, _positive_index(c_a.shape[0], logits.device))
 
 
 @dataclass

@@ -1,0 +1,278 @@
+"""Behaviour of CDCClustering on vector input (frozen-feature mode)."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from skcdc import CDCClustering
+from skcdc.metrics import accuracy_scorer
+
+FAST = dict(epochs=10, batch_size=64, random_state=0)
+
+
+def test_recovers_separated_clusters(blobs, fitted):
+    X, y = blobs
+    assert adjusted_rand_score(y, fitted.labels_) > 0.95
+
+
+def test_fitted_attributes(blobs, fitted):
+    X, _ = blobs
+    n, k, d = X.shape[0], 3, fitted.instance_dim
+    assert fitted.labels_.shape == (n,)
+    assert fitted.categorical_embedding_.shape == (n, k)
+    np.testing.assert_allclose(fitted.categorical_embedding_.sum(1), 1, rtol=1e-5)
+    assert fitted.instance_embedding_.shape == (n, d)
+    np.testing.assert_allclose(np.linalg.norm(fitted.instance_embedding_, axis=1), 1, rtol=1e-4)
+    assert fitted.cluster_centers_.shape == (k, X.shape[1])
+    for label in range(k):
+        np.testing.assert_allclose(
+            fitted.cluster_centers_[label], X[fitted.labels_ == label].mean(0), rtol=1e-6
+        )
+    assert fitted.n_iter_ == 15
+    assert list(fitted.history_.columns) == [
+        "epoch", "loss", "contrastive", "cluster_entropy", "n_empty_clusters", "time"
+    ]
+    assert len(fitted.history_) == 15
+    assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9
+
+
+def test_predict_matches_labels_and_probabilities(blobs, fitted):
+    X, _ = blobs
+    np.testing.assert_array_equal(fitted.predict(X), fitted.labels_)
+    proba = fitted.predict_proba(X)
+    np.testing.assert_array_equal(proba.argmax(1), fitted.labels_)
+    np.testing.assert_allclose(proba, fitted.categorical_embedding_, rtol=1e-5, atol=1e-7)
+
+
+def test_transform_columns_are_categorical_then_instance(blobs, fitted):
+    X, _ = blobs
+    out = fitted.transform(X[:20])
+    assert out.shape == (20, 3 + fitted.instance_dim)
+    np.testing.assert_allclose(out[:, :3], fitted.predict_proba(X[:20]), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 3:], fitted.instance_embedding_[:20], rtol=1e-5, atol=1e-6)
+    names = fitted.get_feature_names_out()
+    assert list(names[:4]) == ["categorical0", "categorical1", "categorical2", "instance0"]
+    assert len(names) == out.shape[1]
+
+
+def test_set_output_pandas_and_dataframe_feature_names(blobs):
+    X, _ = blobs
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    model = CDCClustering(3, **FAST).set_output(transform="pandas").fit(frame)
+    np.testing.assert_array_equal(model.feature_names_in_, frame.columns)
+    out = model.transform(frame)
+    assert isinstance(out, pd.DataFrame)
+    assert out.columns[0] == "categorical0"
+    with pytest.warns(UserWarning, match="feature names"):
+        model.predict(X)
+
+
+def test_float32_in_float32_out(blobs, fitted):
+    X, _ = blobs
+    assert fitted.transform(X.astype(np.float32)).dtype == np.float32
+    assert fitted.transform(X).dtype == np.float64
+
+
+def test_same_seed_same_labels_and_global_rng_untouched(blobs):
+    X, _ = blobs
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = CDCClustering(3, **FAST).fit(X)
+    after = torch.rand(1)
+    b = CDCClustering(3, **FAST).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    assert before == after  # fit did not consume the caller's torch RNG
+
+
+def test_different_seeds_give_different_networks(blobs):
+    X, _ = blobs
+    a = CDCClustering(3, **{**FAST, "random_state": 0}).fit(X)
+    b = CDCClustering(3, **{**FAST, "random_state": 1}).fit(X)
+    assert not np.allclose(a.instance_embedding_, b.instance_embedding_)
+
+
+@pytest.mark.parametrize("dump, load", [(pickle.dumps, pickle.loads), ("joblib", "joblib")])
+def test_pickle_round_trip(blobs, fitted, dump, load, tmp_path):
+    X, _ = blobs
+    if dump == "joblib":
+        path = tmp_path / "model.joblib"
+        joblib.dump(fitted, path)
+        restored = joblib.load(path)
+    else:
+        restored = load(dump(fitted))
+    np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
+    np.testing.assert_array_equal(restored.transform(X), fitted.transform(X))
+    assert all(p.device.type == "cpu" for p in restored.network_.parameters())
+
+
+def test_clone_gives_an_unfitted_copy_with_the_same_parameters(fitted):
+    copy = clone(fitted)
+    assert copy.get_params() == fitted.get_params()
+    assert not hasattr(copy, "network_")
+
+
+def test_one_cluster_is_allowed(blobs):
+    X, _ = blobs
+    model = CDCClustering(1, **FAST).fit(X)
+    assert set(model.labels_) == {0}
+
+
+def test_batch_larger_than_data_shrinks(blobs):
+    X, _ = blobs
+    model = CDCClustering(3, epochs=3, batch_size=10_000, random_state=0).fit(X[:30])
+    assert model.labels_.shape == (30,)
+
+
+def test_equipartition_and_weighting_options_all_train(blobs):
+    X, y = blobs
+    for equipartition in ("sinkhorn", "entropy", "none"):
+        for weighting in ("hard", "debiased"):
+            model = CDCClustering(
+                3, equipartition=equipartition, negative_weighting=weighting, **FAST
+            ).fit(X)
+            assert np.isfinite(model.history_["loss"]).all()
+    model = CDCClustering(3, equipartition="sinkhorn", **{**FAST, "epochs": 20}).fit(X)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+class TinyNetwork(nn.Module):
+    def __init__(self, in_features, n_clusters, instance_dim, width=16):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(in_features, width), nn.ReLU())
+        self.logits = nn.Linear(width, n_clusters)
+        self.instance = nn.Linear(width, instance_dim)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.logits(h), nn.functional.normalize(self.instance(h), dim=1)
+
+
+def test_user_network_class_with_kwargs(blobs):
+    X, _ = blobs
+    model = CDCClustering(
+        3, network=TinyNetwork, network_kwargs={"width": 7}, instance_dim=5, **FAST
+    ).fit(X)
+    assert model.network_[1].body[0].out_features == 7
+    assert model.transform(X[:4]).shape == (4, 8)
+    assert clone(model).network is TinyNetwork
+
+
+def test_network_instance_is_refused(blobs):
+    X, _ = blobs
+    with pytest.raises((TypeError, ValueError), match="network"):
+        CDCClustering(3, network=TinyNetwork(8, 3, 4), **FAST).fit(X)
+
+
+def test_network_with_wrong_signature_is_refused(blobs):
+    X, _ = blobs
+    with pytest.raises(TypeError, match="in_features"):
+        CDCClustering(3, network=nn.Linear, **FAST).fit(X)
+
+
+def test_verbose_shows_a_progress_bar_on_stderr(blobs, capsys):
+    X, _ = blobs
+    CDCClustering(3, verbose=1, **{**FAST, "epochs": 2}).fit(X)
+    err = capsys.readouterr().err
+    assert "CDCClustering" in err and "loss=" in err
+
+
+def test_label_free_score_is_high_for_a_good_clustering(blobs, fitted):
+    X, _ = blobs
+    score = fitted.score(X)
+    assert 0.9 * np.log(3) < score <= np.log(3) + 1e-9
+
+
+def test_pipeline_and_grid_search_with_label_scorer_and_label_free_score(blobs):
+    X, y = blobs
+    pipe = make_pipeline(StandardScaler(), CDCClustering(**FAST))
+    grid = {"cdcclustering__n_clusters": [2, 3]}
+    labelled = GridSearchCV(pipe, grid, scoring=accuracy_scorer, cv=2).fit(X, y)
+    assert labelled.best_params_["cdcclustering__n_clusters"] == 3
+    assert labelled.best_score_ > 0.9
+    label_free = GridSearchCV(pipe, {"cdcclustering__tau_c": [0.2, 1.0]}, cv=2).fit(X)
+    assert np.isfinite(label_free.cv_results_["mean_test_score"]).all()
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_refused(blobs, bad):
+    X, _ = blobs
+    X = X.copy()
+    X[3, 2] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        CDCClustering(3, **FAST).fit(X)
+
+
+@pytest.mark.parametrize("n_clusters", [0, -2])
+def test_n_clusters_below_one_is_refused(blobs, n_clusters):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="n_clusters"):
+        CDCClustering(n_clusters, **FAST).fit(X)
+
+
+def test_more_clusters_than_samples_is_refused(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=6"):
+        CDCClustering(6, **FAST).fit(X[:5])
+
+
+def test_single_sample_is_refused(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="1 sample"):
+        CDCClustering(1, **FAST).fit(X[:1])
+
+
+def test_wrong_number_of_features_at_predict(fitted, blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="X has 5 features, but CDCClustering is expecting 8"):
+        fitted.predict(X[:, :5])
+
+
+def test_non_numeric_data_is_refused():
+    X = np.array([["a", "b"], ["c", "d"], ["e", "f"]], dtype=object)
+    with pytest.raises(ValueError, match="convert|string"):
+        CDCClustering(2, **FAST).fit(X)
+
+
+def test_sparse_input_is_refused_with_the_fix(blobs):
+    X, _ = blobs
+    with pytest.raises(TypeError, match="toarray"):
+        CDCClustering(3, **FAST).fit(sp.csr_matrix(X))
+
+
+def test_cuda_without_cuda_is_refused(blobs):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal only happens without it")
+    X, _ = blobs
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        CDCClustering(3, device="cuda", **FAST).fit(X)
+
+
+def test_unknown_device_is_refused(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="device"):
+        CDCClustering(3, device="tpu9", **FAST).fit(X)
+
+
+@pytest.mark.parametrize(
+    "param, value", [("equipartition", "uniform"), ("negative_weighting", "soft"), ("tau_c", 0.0)]
+)
+def test_bad_hyper_parameters_are_refused(blobs, param, value):
+    X, _ = blobs
+    with pytest.raises(ValueError, match=param):
+        CDCClustering(3, **{**FAST, param: value}).fit(X)
