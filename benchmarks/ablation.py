@@ -33,6 +33,7 @@ VARIANTS = {
     "n_neighbors=20": {"n_neighbors": 20},
     "feature_noise=0.1": {"feature_noise": 0.1},
     "tau_c=0.5": {"tau_c": 0.5},
+    "n_heads=5": {"n_heads": 5},
 }
 
 

@@ -130,6 +130,7 @@ class Engine:
         self.mixed_precision = mixed_precision and device.type == "cuda"
         self.callbacks = list(callbacks)
         self.epoch = 0
+        self.head_losses: list[float] = []
 
     def _autocast(self):
         if self.mixed_precision:
@@ -141,7 +142,8 @@ class Engine:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
         batches = BatchSampler(self.sampler, self.batch_size, drop_last=True)
-        counts = torch.zeros(self.n_clusters, device=self.device)
+        counts = None
+        head_losses = None
         totals = {"loss": 0.0, "contrastive": 0.0}
         n_batches = 0
         start = time.perf_counter()
@@ -155,17 +157,26 @@ class Engine:
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.optimizer.step()
-            counts += torch.bincount(logits_a.argmax(1), minlength=self.n_clusters)
+            # Cluster sizes per head, (H, K), from the argmax that prediction uses.
+            labels = logits_a.detach().argmax(-1).reshape(logits_a.shape[0], -1).T
+            batch_counts = torch.stack(
+                [torch.bincount(row, minlength=self.n_clusters) for row in labels]
+            )
+            counts = batch_counts if counts is None else counts + batch_counts
+            head_losses = out.per_head if head_losses is None else head_losses + out.per_head
             totals["loss"] += out.loss.item()
             totals["contrastive"] += out.contrastive.item()
             n_batches += 1
         n_batches = max(n_batches, 1)
+        self.head_losses = (head_losses / n_batches).tolist()
+        best = int(torch.as_tensor(self.head_losses).argmin())
         return {
             "epoch": self.epoch + 1,
             "loss": totals["loss"] / n_batches,
             "contrastive": totals["contrastive"] / n_batches,
-            "cluster_entropy": cluster_size_entropy(counts),
-            "n_empty_clusters": int((counts == 0).sum().item()),
+            "best_head": best,
+            "cluster_entropy": cluster_size_entropy(counts[best]),
+            "n_empty_clusters": int((counts[best] == 0).sum().item()),
             "time": time.perf_counter() - start,
         }
 

@@ -20,7 +20,7 @@ from torch.utils.data import RandomSampler
 
 from .engine import Engine, History, ProgressBar
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss
-from .networks import InputScaler, VectorCDCNetwork
+from .networks import InputScaler, SelectHead, VectorCDCNetwork
 from .views import METRICS, NeighbourViews, knn_indices
 
 __all__ = ["CDCClustering"]
@@ -79,6 +79,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Width of the instance part.
     hidden_dim : int, default=512
         Width of the default network's hidden layers.
+    n_heads : int, default=1
+        Independent categorical heads trained side by side on one encoder;
+        the head with the lowest loss in the last epoch is kept
+        (``best_head_``). More heads make the result depend less on the
+        initialisation, at a small cost.
     network : "auto" or nn.Module subclass, default="auto"
         ``"auto"`` is an MLP encoder with the two heads
         (:class:`skcdc.networks.VectorCDCNetwork`). A class is instantiated at
@@ -87,7 +92,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         class, not an instance, so that ``clone`` and refits start afresh.
     network_kwargs : dict, default=None
         Extra keyword arguments of ``network``. With ``"auto"``, ``hidden_dim``
-        is taken from the parameter of that name.
+        and ``n_heads`` are taken from the parameters of those names. A user
+        network may return logits of shape (B, H, K) to have H heads.
     n_neighbors : int, default=10
         The positive of a sample is one of its ``n_neighbors`` nearest
         neighbours (exact search, in blocks, on the training device).
@@ -128,11 +134,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Mean of the training samples of each cluster, in input space (an
         empty cluster gets the probability-weighted mean).
     history_ : pandas.DataFrame
-        One row per epoch: ``loss``, ``contrastive``, ``cluster_entropy``
+        One row per epoch: ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
         (entropy of the training-time cluster sizes over ``log K``: 1 is
         balanced), ``n_empty_clusters``, ``time`` (seconds).
     n_iter_ : int
         Epochs run.
+    best_head_ : int
+        The categorical head kept for prediction (0 with a single head).
     network_ : torch.nn.Module
         The trained network, input scaling included.
     device_ : torch.device
@@ -170,6 +178,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "anchor_weight": [Interval(Real, 0, None, closed="left")],
         "instance_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
         "network": [StrOptions({"auto"}), type],
         "network_kwargs": [dict, None],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
@@ -199,6 +208,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         anchor_weight: float = 1.0,
         instance_dim: int = 128,
         hidden_dim: int = 512,
+        n_heads: int = 1,
         network: str | type[nn.Module] = "auto",
         network_kwargs: dict | None = None,
         n_neighbors: int = 10,
@@ -224,6 +234,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.anchor_weight = anchor_weight
         self.instance_dim = instance_dim
         self.hidden_dim = hidden_dim
+        self.n_heads = n_heads
         self.network = network
         self.network_kwargs = network_kwargs
         self.n_neighbors = n_neighbors
@@ -286,6 +297,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ).to(device)
             engine = self._make_engine(network, data, device, seed)
             engine.fit()
+        # Several categorical heads: keep the one with the lowest loss in the
+        # last epoch, as SCAN does; prediction then reads that head alone.
+        self.best_head_ = int(np.argmin(engine.head_losses))
+        network.append(SelectHead(self.best_head_))
 
         self.network_ = network
         self.device_ = device
@@ -302,6 +317,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         kwargs = dict(self.network_kwargs or {})
         if isinstance(self.network, str):
             kwargs.setdefault("hidden_dim", self.hidden_dim)
+            kwargs.setdefault("n_heads", self.n_heads)
             return VectorCDCNetwork, kwargs
         if not issubclass(self.network, nn.Module):
             raise TypeError(

@@ -190,6 +190,7 @@ class LossOutput:
     contrastive: torch.Tensor
     anchor: torch.Tensor
     balance: torch.Tensor
+    per_head: torch.Tensor
 
 
 class CDCLoss:
@@ -262,6 +263,31 @@ class CDCLoss:
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
     ) -> LossOutput:
+        """The loss of a batch of paired views.
+
+        ``logits_a`` and ``logits_b`` are (B, K), or (B, H, K) for a network
+        with H categorical heads: each head then has its own loss, sharing the
+        instance part, and the heads' mean is optimised (``per_head`` holds
+        each head's loss, to keep the best one).
+        """
+        if logits_a.dim() == 2:
+            return self._single_head(logits_a, z_a, logits_b, z_b)
+        heads = [
+            self._single_head(logits_a[:, h], z_a, logits_b[:, h], z_b)
+            for h in range(logits_a.shape[1])
+        ]
+        return LossOutput(
+            *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
+            per_head=torch.stack([o.loss for o in heads]).detach(),
+        )
+
+    def _single_head(
+        self,
+        logits_a: torch.Tensor,
+        z_a: torch.Tensor,
+        logits_b: torch.Tensor,
+        z_b: torch.Tensor,
+    ) -> LossOutput:
         c_a = self.categorical_part(logits_a)
         c_b = self.categorical_part(logits_b)
         contrastive = joint_similarity_nt_xent(
@@ -287,4 +313,13 @@ class CDCLoss:
             p = torch.cat([log_p_a, log_p_b]).exp()
             balance = -marginal_entropy(p)
         loss = contrastive + self.anchor_weight * anchor + self.entropy_weight * balance
-        return LossOutput(loss=loss, contrastive=contrastive, anchor=anchor, balance=balance)
+        return LossOutput(
+            loss=loss,
+            contrastive=contrastive,
+            anchor=anchor,
+            balance=balance,
+            per_head=loss.detach()[None],
+        )
+
+
+_SCALARS = ("loss", "contrastive", "anchor", "balance")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CDCHeads", "InputScaler", "MLPEncoder", "VectorCDCNetwork"]
+__all__ = ["CDCHeads", "InputScaler", "MLPEncoder", "SelectHead", "VectorCDCNetwork"]
 
 
 class InputScaler(nn.Module):
@@ -79,17 +79,41 @@ class CDCHeads(nn.Module):
         Size of the categorical part.
     instance_dim : int
         Size of the instance part.
+    n_heads : int, default=1
+        Independent categorical heads. With more than one, the logits are
+        (B, n_heads, n_clusters): each head clusters on its own and the
+        lowest-loss one is kept after training (:class:`SelectHead`), which
+        makes the result less dependent on the initialisation.
     """
 
-    def __init__(self, in_features: int, n_clusters: int, instance_dim: int) -> None:
+    def __init__(
+        self, in_features: int, n_clusters: int, instance_dim: int, n_heads: int = 1
+    ) -> None:
         super().__init__()
-        self.categorical = nn.Linear(in_features, n_clusters)
+        self.n_heads = n_heads
+        self.n_clusters = n_clusters
+        self.categorical = nn.Linear(in_features, n_clusters * n_heads)
         self.instance = nn.Sequential(
             nn.Linear(in_features, in_features), nn.ReLU(), nn.Linear(in_features, instance_dim)
         )
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.categorical(h), F.normalize(self.instance(h), dim=1)
+        logits = self.categorical(h)
+        if self.n_heads > 1:
+            logits = logits.view(-1, self.n_heads, self.n_clusters)
+        return logits, F.normalize(self.instance(h), dim=1)
+
+
+class SelectHead(nn.Module):
+    """Keeps one categorical head of a multi-head network's ``(logits, z)``."""
+
+    def __init__(self, head: int) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, out: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, z = out
+        return (logits[:, self.head] if logits.dim() == 3 else logits), z
 
 
 class VectorCDCNetwork(nn.Module):
@@ -109,6 +133,8 @@ class VectorCDCNetwork(nn.Module):
         Depth of the encoder.
     dropout : float, default=0.0
         Input dropout.
+    n_heads : int, default=1
+        Number of categorical heads, see :class:`CDCHeads`.
     """
 
     def __init__(
@@ -119,10 +145,11 @@ class VectorCDCNetwork(nn.Module):
         hidden_dim: int = 512,
         n_layers: int = 2,
         dropout: float = 0.0,
+        n_heads: int = 1,
     ) -> None:
         super().__init__()
         self.encoder = MLPEncoder(in_features, hidden_dim, n_layers, dropout)
-        self.heads = CDCHeads(self.encoder.out_features, n_clusters, instance_dim)
+        self.heads = CDCHeads(self.encoder.out_features, n_clusters, instance_dim, n_heads)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.heads(self.encoder(x))

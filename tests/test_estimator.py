@@ -41,7 +41,7 @@ def test_fitted_attributes(blobs, fitted):
         )
     assert fitted.n_iter_ == 15
     assert list(fitted.history_.columns) == [
-        "epoch", "loss", "contrastive", "cluster_entropy", "n_empty_clusters", "time"
+        "epoch", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters", "time"
     ]
     assert len(fitted.history_) == 15
     assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9
@@ -276,3 +276,12 @@ def test_bad_hyper_parameters_are_refused(blobs, param, value):
     X, _ = blobs
     with pytest.raises(ValueError, match=param):
         CDCClustering(3, **{**FAST, param: value}).fit(X)
+
+
+def test_several_heads_keep_the_lowest_loss_head(blobs):
+    X, y = blobs
+    model = CDCClustering(3, n_heads=4, **FAST).fit(X)
+    assert 0 <= model.best_head_ < 4
+    assert model.predict_proba(X[:5]).shape == (5, 3)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+    assert model.history_["best_head"].iloc[-1] == model.best_head_
