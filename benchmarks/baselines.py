@@ -3,7 +3,8 @@
 The SCAN-style head is written here, small, and is a *baseline*, not part of
 skcdc: the same MLP as CDCClustering's default network, trained on the same
 nearest-neighbour pairs with SCAN's loss (consistency of the two members'
-cluster probabilities, minus 5 times the entropy of the mean assignment).
+cluster probabilities, minus 5 times the entropy of the mean assignment), for
+as many epochs as CDCClustering's default.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class SCANHead(ClusterMixin, BaseEstimator):
     """SCAN's clustering step (Van Gansbeke et al., ECCV 2020) on fixed features."""
 
     def __init__(
-        self, n_clusters=8, *, n_neighbors=10, entropy_weight=5.0, epochs=100, batch_size=256,
+        self, n_clusters=8, *, n_neighbors=10, entropy_weight=5.0, epochs=50, batch_size=256,
         learning_rate=1e-3, random_state=0,
     ):
         self.n_clusters = n_clusters

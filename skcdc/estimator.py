@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from .engine import Engine, History, ProgressBar
-from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss
+from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, SelfLabelLoss
 from .networks import InputScaler, SelectHead, VectorCDCNetwork
 from .views import METRICS, NeighbourViews, knn_indices
 
@@ -102,8 +102,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     feature_noise : float, default=0.0
         Standard deviation of Gaussian noise added to both views, in units of
         each feature's standard deviation.
-    epochs : int, default=100
-        Passes over the training set.
+    epochs : int, default=50
+        Passes over the training set in the CDC phase.
+    self_labelling_epochs : int, default=0
+        Epochs of a second phase (SCAN's self-labelling, this library's
+        extra): each confident sample's prediction becomes the target of its
+        neighbour view, classes weighted by inverse frequency.
+    self_labelling_threshold : float, default=0.95
+        Confidence (max probability) above which a sample is a target.
     batch_size : int, default=256
         Samples per batch (each gives two views). Shrunk to ``n_samples`` when
         larger.
@@ -134,11 +140,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Mean of the training samples of each cluster, in input space (an
         empty cluster gets the probability-weighted mean).
     history_ : pandas.DataFrame
-        One row per epoch: ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
+        One row per epoch: ``phase`` (``"cdc"`` or ``"self-labelling"``),
+        ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
         (entropy of the training-time cluster sizes over ``log K``: 1 is
         balanced), ``n_empty_clusters``, ``time`` (seconds).
     n_iter_ : int
-        Epochs run.
+        Epochs run, both phases together.
     best_head_ : int
         The categorical head kept for prediction (0 with a single head).
     network_ : torch.nn.Module
@@ -185,6 +192,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "metric": [StrOptions(set(METRICS))],
         "feature_noise": [Interval(Real, 0, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
+        "self_labelling_epochs": [Interval(Integral, 0, None, closed="left")],
+        "self_labelling_threshold": [Interval(Real, 0, 1, closed="right")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -214,7 +223,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         n_neighbors: int = 10,
         metric: str = "euclidean",
         feature_noise: float = 0.0,
-        epochs: int = 100,
+        epochs: int = 50,
+        self_labelling_epochs: int = 0,
+        self_labelling_threshold: float = 0.95,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -241,6 +252,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.metric = metric
         self.feature_noise = feature_noise
         self.epochs = epochs
+        self.self_labelling_epochs = self_labelling_epochs
+        self.self_labelling_threshold = self_labelling_threshold
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -297,6 +310,17 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ).to(device)
             engine = self._make_engine(network, data, device, seed)
             engine.fit()
+            records = engine.callbacks[0].records
+            for record in records:
+                record["phase"] = "cdc"
+            if self.self_labelling_epochs > 0:
+                # The second phase only sharpens the categorical head: same
+                # views, same optimiser state, a different loss.
+                engine.criterion = SelfLabelLoss(self.self_labelling_threshold)
+                engine.epochs += self.self_labelling_epochs
+                engine.fit()
+                for record in records[self.epochs :]:
+                    record["phase"] = "self-labelling"
         # Several categorical heads: keep the one with the lowest loss in the
         # last epoch, as SCAN does; prediction then reads that head alone.
         self.best_head_ = int(np.argmin(engine.head_losses))
@@ -304,7 +328,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
         self.network_ = network
         self.device_ = device
-        self.history_ = pd.DataFrame(engine.callbacks[0].records)
+        history = pd.DataFrame(records)
+        self.history_ = history[["epoch", "phase", *history.columns.drop(["epoch", "phase"])]]
         self.n_iter_ = engine.epoch
         logits, z = self._forward(X)
         self.categorical_embedding_ = _softmax(logits)

@@ -323,3 +323,50 @@ class CDCLoss:
 
 
 _SCALARS = ("loss", "contrastive", "anchor", "balance")
+
+
+class SelfLabelLoss:
+    """Self-labelling on confident samples, after the CDC phase (SCAN's last step).
+
+    The prediction of the first view, where it is confident, becomes the
+    target of the second view. Classes are weighted by the inverse of their
+    frequency among the confident samples of the batch, so that the largest
+    cluster does not absorb the others. Only the categorical head learns from
+    it; the instance part is left as the CDC phase made it.
+
+    Parameters
+    ----------
+    threshold : float
+        Minimum ``max softmax`` for a sample to be used as a target.
+    """
+
+    def __init__(self, threshold: float = 0.99) -> None:
+        self.threshold = threshold
+
+    def __call__(
+        self,
+        logits_a: torch.Tensor,
+        z_a: torch.Tensor,
+        logits_b: torch.Tensor,
+        z_b: torch.Tensor,
+    ) -> LossOutput:
+        if logits_a.dim() == 3:
+            heads = [self(logits_a[:, h], z_a, logits_b[:, h], z_b) for h in range(logits_a.shape[1])]
+            return LossOutput(
+                *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
+                per_head=torch.stack([o.loss for o in heads]).detach(),
+            )
+        with torch.no_grad():
+            confidence, target = logits_a.float().softmax(1).max(1)
+            confident = confidence >= self.threshold
+        zero = logits_b.float().sum() * 0.0
+        if not confident.any():
+            loss = zero
+        else:
+            counts = torch.bincount(target[confident], minlength=logits_b.shape[1]).float()
+            weight = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
+            weight = weight / weight[counts > 0].mean()
+            loss = F.cross_entropy(logits_b[confident].float(), target[confident], weight=weight)
+        return LossOutput(
+            loss=loss, contrastive=zero, anchor=zero, balance=zero, per_head=loss.detach()[None]
+        )

@@ -41,7 +41,7 @@ def test_fitted_attributes(blobs, fitted):
         )
     assert fitted.n_iter_ == 15
     assert list(fitted.history_.columns) == [
-        "epoch", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters", "time"
+        "epoch", "phase", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters", "time"
     ]
     assert len(fitted.history_) == 15
     assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9
