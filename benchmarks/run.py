@@ -1,7 +1,7 @@
 """The benchmark suite: every method on identical inputs, several seeds.
 
-Each (dataset, method, seed) fit runs in a fresh subprocess so that its peak
-memory (resident set size, ``ru_maxrss``) is its own. Results go to
+Each (dataset, method) pair runs its seeds in a fresh subprocess, so that the
+peak memory (resident set size, ``ru_maxrss``) reported for it is its own. Results go to
 ``benchmarks/results/runs.csv`` (one row per fit), ``docs/benchmarks.md``
 (mean +- std per dataset and method) and PNG plots beside it.
 
@@ -72,10 +72,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(dataset: str, method: str, seed: int, quick: bool = False) -> tuple[dict, list]:
-    """One fit, in the current (fresh) process; its row and CDC's history."""
+def run_group(dataset: str, method: str, seeds: list[int], quick: bool = False) -> list:
+    """All seeds of one method on one data set, in the current (fresh) process."""
     data = _quick_dataset() if quick else DATASETS[dataset]()
     factory = (QUICK_METHODS if quick else METHODS)[method]
+    return [run_one(data, dataset, method, factory, seed) for seed in seeds]
+
+
+def run_one(data, dataset: str, method: str, factory, seed: int) -> tuple[dict, list]:
+    """One fit: its row and, for CDC, its training history."""
     model = factory(data.n_clusters, seed, data.X.shape[1])
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
@@ -221,8 +226,8 @@ def main(argv=None) -> None:
             for method in args.methods:
                 if dataset not in ONLY_ON.get(method, {dataset}):
                     continue
-                for seed in args.seeds:
-                    row, history = pool.submit(run_one, dataset, method, seed, args.quick).result()
+                group = pool.submit(run_group, dataset, method, args.seeds, args.quick).result()
+                for seed, (row, history) in zip(args.seeds, group):
                     if method == CDC and seed == args.seeds[0]:
                         histories[dataset] = history
                     print(

@@ -285,3 +285,11 @@ def test_several_heads_keep_the_lowest_loss_head(blobs):
     assert model.predict_proba(X[:5]).shape == (5, 3)
     assert adjusted_rand_score(y, model.labels_) > 0.9
     assert model.history_["best_head"].iloc[-1] == model.best_head_
+
+
+def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
+    X, y = blobs
+    model = CDCClustering(3, self_labelling_epochs=4, **FAST).fit(X)
+    assert model.n_iter_ == FAST["epochs"] + 4
+    assert list(model.history_["phase"]) == ["cdc"] * FAST["epochs"] + ["self-labelling"] * 4
+    assert adjusted_rand_score(y, model.labels_) > 0.9

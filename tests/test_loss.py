@@ -129,3 +129,19 @@ def test_unknown_options_are_refused():
     c = torch.eye(2)
     with pytest.raises(ValueError, match="negative_weighting"):
         joint_similarity_nt_xent(c, c, c, c, tau_c=1, tau_z=1, negative_weighting="soft")
+
+
+def test_self_label_loss_uses_only_confident_samples_with_balanced_weights():
+    from skcdc.loss import SelfLabelLoss
+
+    teacher = torch.tensor([[9.0, 0.0], [9.0, 0.0], [9.0, 0.0], [0.0, 9.0], [0.1, 0.0]])
+    student = torch.zeros(5, 2, requires_grad=True)
+    z = F.normalize(torch.ones(5, 3), dim=1)
+    out = SelfLabelLoss(threshold=0.99)(teacher, z, student, z)
+    out.loss.backward()
+    # The unconfident last sample gives no gradient.
+    assert student.grad[4].abs().sum() == 0
+    # Class 1 has one confident sample against three of class 0, yet the same
+    # total pull: inverse-frequency weights balance the classes.
+    assert torch.isclose(student.grad[3, 1] * 1, student.grad[:3, 0].sum(), rtol=1e-5)
+    assert SelfLabelLoss(threshold=1.0)(teacher * 0, z, student, z).loss == 0

@@ -1,0 +1,51 @@
+"""The offline loaders read real files and name what to install when one is missing."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from skcdc import datasets
+
+
+def _write_idx(path, array):
+    header = struct.pack(">I", 0x0800 | array.ndim) + b"".join(
+        struct.pack(">I", n) for n in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 28, 28))
+    labels = rng.integers(0, 10, 7)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    got_images, got_labels = datasets.load_fashion_mnist("test", root=tmp_path)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+
+
+def test_missing_fashion_mnist_names_the_package(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        datasets.load_fashion_mnist("test", root=tmp_path)
+
+
+def test_bad_split_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="split"):
+        datasets.load_fashion_mnist("validation", root=tmp_path)
+
+
+def test_digits_and_imbalanced_blobs():
+    digits = datasets.load_digits_features()
+    assert digits.X.shape == (1797, 64) and digits.n_clusters == 10
+    blobs = datasets.make_imbalanced_blobs(n_clusters=4, ratio=10, n_largest=200)
+    sizes = np.bincount(blobs.y)
+    assert sizes.max() / sizes.min() == pytest.approx(10, rel=0.05)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKCDC_CACHE", str(tmp_path))
+    assert datasets.cache_dir() == tmp_path
