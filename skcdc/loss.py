@@ -28,6 +28,7 @@ __all__ = [
     "LossOutput",
     "joint_similarity",
     "joint_similarity_nt_xent",
+    "SelfLabelLoss",
     "marginal_entropy",
     "sinkhorn",
 ]
@@ -267,19 +268,9 @@ class CDCLoss:
 
         ``logits_a`` and ``logits_b`` are (B, K), or (B, H, K) for a network
         with H categorical heads: each head then has its own loss, sharing the
-        instance part, and the heads' mean is optimised (``per_head`` holds
-        each head's loss, to keep the best one).
+        instance part (see :func:`_over_heads`).
         """
-        if logits_a.dim() == 2:
-            return self._single_head(logits_a, z_a, logits_b, z_b)
-        heads = [
-            self._single_head(logits_a[:, h], z_a, logits_b[:, h], z_b)
-            for h in range(logits_a.shape[1])
-        ]
-        return LossOutput(
-            *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
-            per_head=torch.stack([o.loss for o in heads]).detach(),
-        )
+        return _over_heads(self._single_head, logits_a, z_a, logits_b, z_b)
 
     def _single_head(
         self,
@@ -325,6 +316,23 @@ class CDCLoss:
 _SCALARS = ("loss", "contrastive", "anchor", "balance")
 
 
+def _over_heads(single_head, logits_a, z_a, logits_b, z_b) -> LossOutput:
+    """Apply a one-head loss to (B, K) logits, or to each head of (B, H, K) ones.
+
+    With several heads the mean over heads is optimised; ``per_head`` keeps
+    each head's loss so that the best head can be chosen after training.
+    """
+    if logits_a.dim() == 2:
+        return single_head(logits_a, z_a, logits_b, z_b)
+    heads = [
+        single_head(logits_a[:, h], z_a, logits_b[:, h], z_b) for h in range(logits_a.shape[1])
+    ]
+    return LossOutput(
+        *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
+        per_head=torch.stack([o.loss for o in heads]).detach(),
+    )
+
+
 class SelfLabelLoss:
     """Self-labelling on confident samples, after the CDC phase (SCAN's last step).
 
@@ -350,12 +358,15 @@ class SelfLabelLoss:
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
     ) -> LossOutput:
-        if logits_a.dim() == 3:
-            heads = [self(logits_a[:, h], z_a, logits_b[:, h], z_b) for h in range(logits_a.shape[1])]
-            return LossOutput(
-                *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
-                per_head=torch.stack([o.loss for o in heads]).detach(),
-            )
+        return _over_heads(self._single_head, logits_a, z_a, logits_b, z_b)
+
+    def _single_head(
+        self,
+        logits_a: torch.Tensor,
+        z_a: torch.Tensor,
+        logits_b: torch.Tensor,
+        z_b: torch.Tensor,
+    ) -> LossOutput:
         with torch.no_grad():
             confidence, target = logits_a.float().softmax(1).max(1)
             confident = confidence >= self.threshold
