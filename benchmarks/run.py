@@ -213,7 +213,8 @@ def plot(runs: pd.DataFrame, histories: dict, out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         rows = table.loc[dataset]
-        ax.barh(range(len(rows)), rows["ACC_mean"], xerr=rows["ACC_std"], color="tab:blue")
+        colours = ["tab:orange" if m.startswith("CDC") else "tab:blue" for m in rows.index]
+        ax.barh(range(len(rows)), rows["ACC_mean"], xerr=rows["ACC_std"], color=colours)
         ax.set_yticks(range(len(rows)), rows.index, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
