@@ -34,6 +34,9 @@ VARIANTS = {
     "feature_noise=0.1": {"feature_noise": 0.1},
     "tau_c=0.5": {"tau_c": 0.5},
     "n_heads=5": {"n_heads": 5},
+    'init="kmeans"': {"init": "kmeans"},
+    "self_labelling_epochs=10": {"self_labelling_epochs": 10},
+    "epochs=100": {"epochs": 100},
 }
 
 

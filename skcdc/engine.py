@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
-from .loss import CDCLoss
+from .loss import LossOutput
 
 __all__ = ["Callback", "Engine", "History", "ProgressBar"]
 
@@ -84,8 +84,10 @@ class Engine:
     ----------
     network : nn.Module
         Maps a batch of inputs to ``(logits, z)``.
-    criterion : CDCLoss
-        The loss.
+    criterion : callable
+        ``criterion(logits_a, z_a, logits_b, z_b, index=index) -> LossOutput``,
+        e.g. :class:`~skcdc.loss.CDCLoss`; ``index`` holds the batch's sample
+        indices for losses with per-sample targets.
     views : callable
         ``views(index, generator) -> (view_a, view_b)`` for a batch of indices.
     optimizer : torch.optim.Optimizer
@@ -104,7 +106,7 @@ class Engine:
     def __init__(
         self,
         network: nn.Module,
-        criterion: CDCLoss,
+        criterion: Callable[..., LossOutput],
         views: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
         optimizer: torch.optim.Optimizer,
         *,
@@ -153,7 +155,7 @@ class Engine:
             with self._autocast():
                 logits_a, z_a = self.network(view_a)
                 logits_b, z_b = self.network(view_b)
-            out = self.criterion(logits_a, z_a, logits_b, z_b)
+            out = self.criterion(logits_a, z_a, logits_b, z_b, index=index)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.optimizer.step()

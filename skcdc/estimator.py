@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from .engine import Engine, History, ProgressBar
-from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, SelfLabelLoss
+from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
 from .networks import InputScaler, SelectHead, VectorCDCNetwork
 from .views import METRICS, NeighbourViews, knn_indices
 
@@ -104,6 +104,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         each feature's standard deviation.
     epochs : int, default=50
         Passes over the training set in the CDC phase.
+    init : {"random", "kmeans"}, default="random"
+        How the categorical head starts. ``"kmeans"``: ``init_epochs`` of
+        cross-entropy to the labels of ``KMeans(n_clusters, n_init=3)`` on the
+        input (row-normalised when ``metric="cosine"``) before the CDC phase,
+        so that training refines a stable partition.
+    init_epochs : int, default=5
+        Length of that warm start.
     self_labelling_epochs : int, default=0
         Epochs of a second phase (SCAN's self-labelling, this library's
         extra): each confident sample's prediction becomes the target of its
@@ -140,7 +147,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Mean of the training samples of each cluster, in input space (an
         empty cluster gets the probability-weighted mean).
     history_ : pandas.DataFrame
-        One row per epoch: ``phase`` (``"cdc"`` or ``"self-labelling"``),
+        One row per epoch: ``phase`` (``"init"``, ``"cdc"`` or ``"self-labelling"``),
         ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
         (entropy of the training-time cluster sizes over ``log K``: 1 is
         balanced), ``n_empty_clusters``, ``time`` (seconds).
@@ -192,6 +199,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "metric": [StrOptions(set(METRICS))],
         "feature_noise": [Interval(Real, 0, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"kmeans", "random"})],
+        "init_epochs": [Interval(Integral, 1, None, closed="left")],
         "self_labelling_epochs": [Interval(Integral, 0, None, closed="left")],
         "self_labelling_threshold": [Interval(Real, 0, 1, closed="right")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -224,6 +233,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         metric: str = "euclidean",
         feature_noise: float = 0.0,
         epochs: int = 50,
+        init: str = "random",
+        init_epochs: int = 5,
         self_labelling_epochs: int = 0,
         self_labelling_threshold: float = 0.95,
         batch_size: int = 256,
@@ -252,6 +263,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.metric = metric
         self.feature_noise = feature_noise
         self.epochs = epochs
+        self.init = init
+        self.init_epochs = init_epochs
         self.self_labelling_epochs = self_labelling_epochs
         self.self_labelling_threshold = self_labelling_threshold
         self.batch_size = batch_size
@@ -309,18 +322,29 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 ),
             ).to(device)
             engine = self._make_engine(network, data, device, seed)
-            engine.fit()
             records = engine.callbacks[0].records
+            if self.init == "kmeans":
+                # Start the categorical head from k-means' partition of the
+                # input: CDC then refines a stable solution instead of
+                # settling in whichever local optimum a random head falls into.
+                engine.criterion = PseudoLabelLoss(_kmeans_targets(X, self, seed, device))
+                engine.epochs = self.init_epochs
+                engine.fit()
+                for record in records:
+                    record["phase"] = "init"
+                engine.criterion = self._criterion()
+                engine.epochs += self.epochs
+            engine.fit()
             for record in records:
-                record["phase"] = "cdc"
+                record.setdefault("phase", "cdc")
             if self.self_labelling_epochs > 0:
                 # The second phase only sharpens the categorical head: same
                 # views, same optimiser state, a different loss.
                 engine.criterion = SelfLabelLoss(self.self_labelling_threshold)
                 engine.epochs += self.self_labelling_epochs
                 engine.fit()
-                for record in records[self.epochs :]:
-                    record["phase"] = "self-labelling"
+                for record in records:
+                    record.setdefault("phase", "self-labelling")
         # Several categorical heads: keep the one with the lowest loss in the
         # last epoch, as SCAN does; prediction then reads that head alone.
         self.best_head_ = int(np.argmin(engine.head_losses))
@@ -358,14 +382,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return self.network, kwargs
 
-    def _make_engine(
-        self, network: nn.Module, data: torch.Tensor, device: torch.device, seed: int
-    ) -> Engine:
-        n_samples = data.shape[0]
-        views = NeighbourViews(
-            data, self.n_neighbors, metric=self.metric, noise=self.feature_noise
-        )
-        criterion = CDCLoss(
+    def _criterion(self) -> CDCLoss:
+        return CDCLoss(
             tau_c=self.tau_c,
             tau_z=self.tau_z,
             equipartition=self.equipartition,
@@ -375,6 +393,15 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             negative_weighting=self.negative_weighting,
             anchor_weight=self.anchor_weight,
         )
+
+    def _make_engine(
+        self, network: nn.Module, data: torch.Tensor, device: torch.device, seed: int
+    ) -> Engine:
+        n_samples = data.shape[0]
+        views = NeighbourViews(
+            data, self.n_neighbors, metric=self.metric, noise=self.feature_noise
+        )
+        criterion = self._criterion()
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
@@ -559,6 +586,17 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda'.")
     return resolved
+
+
+def _kmeans_targets(
+    X: np.ndarray, estimator: CDCClustering, seed: int, device: torch.device
+) -> torch.Tensor:
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import normalize
+
+    data = normalize(X) if estimator.metric == "cosine" else X
+    labels = KMeans(estimator.n_clusters, n_init=3, random_state=seed).fit_predict(data)
+    return torch.as_tensor(labels, dtype=torch.long, device=device)
 
 
 def _module_device(module: nn.Module) -> torch.device:

@@ -28,6 +28,7 @@ __all__ = [
     "LossOutput",
     "joint_similarity",
     "joint_similarity_nt_xent",
+    "PseudoLabelLoss",
     "SelfLabelLoss",
     "marginal_entropy",
     "sinkhorn",
@@ -263,8 +264,9 @@ class CDCLoss:
         z_a: torch.Tensor,
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
+        index: torch.Tensor | None = None,
     ) -> LossOutput:
-        """The loss of a batch of paired views.
+        """The loss of a batch of paired views (``index`` is not used).
 
         ``logits_a`` and ``logits_b`` are (B, K), or (B, H, K) for a network
         with H categorical heads: each head then has its own loss, sharing the
@@ -357,6 +359,7 @@ class SelfLabelLoss:
         z_a: torch.Tensor,
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
+        index: torch.Tensor | None = None,
     ) -> LossOutput:
         return _over_heads(self._single_head, logits_a, z_a, logits_b, z_b)
 
@@ -381,3 +384,38 @@ class SelfLabelLoss:
         return LossOutput(
             loss=loss, contrastive=zero, anchor=zero, balance=zero, per_head=loss.detach()[None]
         )
+
+
+class PseudoLabelLoss:
+    """Cross-entropy of both views to fixed per-sample targets (a warm start).
+
+    Used before the CDC phase to start the categorical head from a stable
+    partition, k-means' by default, instead of from a random one.
+
+    Parameters
+    ----------
+    targets : LongTensor of shape (N,)
+        The target cluster of every training sample, on the training device.
+    """
+
+    def __init__(self, targets: torch.Tensor) -> None:
+        self.targets = targets
+
+    def __call__(
+        self,
+        logits_a: torch.Tensor,
+        z_a: torch.Tensor,
+        logits_b: torch.Tensor,
+        z_b: torch.Tensor,
+        index: torch.Tensor | None = None,
+    ) -> LossOutput:
+        if index is None:
+            raise ValueError("PseudoLabelLoss needs the batch's sample indices (index=...).")
+        target = self.targets[index]
+
+        def single_head(l_a, z_a, l_b, z_b):
+            loss = 0.5 * (F.cross_entropy(l_a.float(), target) + F.cross_entropy(l_b.float(), target))
+            zero = loss.detach() * 0.0
+            return LossOutput(loss, zero, zero, zero, per_head=loss.detach()[None])
+
+        return _over_heads(single_head, logits_a, z_a, logits_b, z_b)

@@ -293,3 +293,11 @@ def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
     assert model.n_iter_ == FAST["epochs"] + 4
     assert list(model.history_["phase"]) == ["cdc"] * FAST["epochs"] + ["self-labelling"] * 4
     assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+def test_kmeans_warm_start_phase(blobs):
+    X, y = blobs
+    model = CDCClustering(3, init="kmeans", init_epochs=3, **FAST).fit(X)
+    assert list(model.history_["phase"]) == ["init"] * 3 + ["cdc"] * FAST["epochs"]
+    assert model.n_iter_ == 3 + FAST["epochs"]
+    assert adjusted_rand_score(y, model.labels_) > 0.95

@@ -145,3 +145,17 @@ def test_self_label_loss_uses_only_confident_samples_with_balanced_weights():
     # total pull: inverse-frequency weights balance the classes.
     assert torch.isclose(student.grad[3, 1] * 1, student.grad[:3, 0].sum(), rtol=1e-5)
     assert SelfLabelLoss(threshold=1.0)(teacher * 0, z, student, z).loss == 0
+
+
+def test_pseudo_label_loss_targets_follow_the_batch_indices():
+    from skcdc.loss import PseudoLabelLoss
+
+    targets = torch.tensor([0, 1, 1, 0])
+    loss = PseudoLabelLoss(targets)
+    z = F.normalize(torch.ones(2, 3), dim=1)
+    right = torch.tensor([[0.0, 9.0], [9.0, 0.0]])  # rows 2 and 3: classes 1, 0
+    index = torch.tensor([2, 3])
+    assert loss(right, z, right, z, index=index).loss < 0.01
+    assert loss(right.flip(1), z, right.flip(1), z, index=index).loss > 5
+    with pytest.raises(ValueError, match="index"):
+        loss(right, z, right, z)
