@@ -195,7 +195,28 @@ class LossOutput:
     per_head: torch.Tensor
 
 
-class CDCLoss:
+class _HeadwiseLoss:
+    """A loss defined on one categorical head, applied to every head.
+
+    Subclasses define ``_single_head(logits_a, z_a, logits_b, z_b)``; the
+    logits given to ``__call__`` are (B, K), or (B, H, K) for a network with H
+    categorical heads, each head then getting its own loss over the shared
+    instance part (see :func:`_over_heads`). ``index``, the batch's sample
+    indices, is accepted for the engine's protocol and not used.
+    """
+
+    def __call__(
+        self,
+        logits_a: torch.Tensor,
+        z_a: torch.Tensor,
+        logits_b: torch.Tensor,
+        z_b: torch.Tensor,
+        index: torch.Tensor | None = None,
+    ) -> LossOutput:
+        return _over_heads(self._single_head, logits_a, z_a, logits_b, z_b)
+
+
+class CDCLoss(_HeadwiseLoss):
     """The full CDC training objective on a batch of paired views.
 
     Parameters
@@ -258,22 +279,6 @@ class CDCLoss:
             return sinkhorn(logits / self.sinkhorn_epsilon, self.sinkhorn_iterations)
         return logits.softmax(dim=1)
 
-    def __call__(
-        self,
-        logits_a: torch.Tensor,
-        z_a: torch.Tensor,
-        logits_b: torch.Tensor,
-        z_b: torch.Tensor,
-        index: torch.Tensor | None = None,
-    ) -> LossOutput:
-        """The loss of a batch of paired views (``index`` is not used).
-
-        ``logits_a`` and ``logits_b`` are (B, K), or (B, H, K) for a network
-        with H categorical heads: each head then has its own loss, sharing the
-        instance part (see :func:`_over_heads`).
-        """
-        return _over_heads(self._single_head, logits_a, z_a, logits_b, z_b)
-
     def _single_head(
         self,
         logits_a: torch.Tensor,
@@ -335,7 +340,7 @@ def _over_heads(single_head, logits_a, z_a, logits_b, z_b) -> LossOutput:
     )
 
 
-class SelfLabelLoss:
+class SelfLabelLoss(_HeadwiseLoss):
     """Self-labelling on confident samples, after the CDC phase (SCAN's last step).
 
     The prediction of the first view, where it is confident, becomes the
@@ -352,16 +357,6 @@ class SelfLabelLoss:
 
     def __init__(self, threshold: float = 0.99) -> None:
         self.threshold = threshold
-
-    def __call__(
-        self,
-        logits_a: torch.Tensor,
-        z_a: torch.Tensor,
-        logits_b: torch.Tensor,
-        z_b: torch.Tensor,
-        index: torch.Tensor | None = None,
-    ) -> LossOutput:
-        return _over_heads(self._single_head, logits_a, z_a, logits_b, z_b)
 
     def _single_head(
         self,
