@@ -27,7 +27,8 @@ from skcdc.metrics import clustering_report
 LOAD_ON_CPU = """
 import pickle, sys, numpy as np, torch
 assert not torch.cuda.is_available()
-model = pickle.load(open(sys.argv[1], "rb"))
+with open(sys.argv[1], "rb") as f:
+    model = pickle.load(f)
 X = np.load(sys.argv[2])
 np.save(sys.argv[3], model.predict_proba(X))
 """
@@ -52,7 +53,8 @@ def main(out: Path) -> None:
     )
 
     # A model fitted on the GPU, loaded in a process that cannot see one.
-    pickle.dump(again, open(out / "model.pkl", "wb"))
+    with open(out / "model.pkl", "wb") as f:
+        pickle.dump(again, f)
     np.save(out / "X.npy", data.X)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     subprocess.run(

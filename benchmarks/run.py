@@ -23,10 +23,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-
 from baselines import BASELINES, clustpy_baselines
 
 from skcdc import CDCClustering

@@ -146,7 +146,12 @@ class Engine:
         batches = BatchSampler(self.sampler, self.batch_size, drop_last=True)
         counts = None
         head_losses = None
-        totals = {"loss": 0.0, "contrastive": 0.0}
+        # Summed on the device and read once per epoch: a .item() per batch
+        # would make every CUDA step wait for the GPU.
+        totals = {
+            "loss": torch.zeros((), device=self.device),
+            "contrastive": torch.zeros((), device=self.device),
+        }
         n_batches = 0
         start = time.perf_counter()
         for batch in batches:
@@ -166,16 +171,16 @@ class Engine:
             )
             counts = batch_counts if counts is None else counts + batch_counts
             head_losses = out.per_head if head_losses is None else head_losses + out.per_head
-            totals["loss"] += out.loss.item()
-            totals["contrastive"] += out.contrastive.item()
+            totals["loss"] += out.loss.detach()
+            totals["contrastive"] += out.contrastive.detach()
             n_batches += 1
         n_batches = max(n_batches, 1)
         self.head_losses = (head_losses / n_batches).tolist()
         best = int(torch.as_tensor(self.head_losses).argmin())
         return {
             "epoch": self.epoch + 1,
-            "loss": totals["loss"] / n_batches,
-            "contrastive": totals["contrastive"] / n_batches,
+            "loss": totals["loss"].item() / n_batches,
+            "contrastive": totals["contrastive"].item() / n_batches,
             "best_head": best,
             "cluster_entropy": cluster_size_entropy(counts[best]),
             "n_empty_clusters": int((counts[best] == 0).sum().item()),

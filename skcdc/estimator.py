@@ -443,11 +443,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 instances.append(z.float().cpu().numpy())
         return np.concatenate(logits), np.concatenate(instances)
 
-    def _validated_forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    def _validated_forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Logits, instance vectors and the validated X itself."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         logits, z = self._forward(X)
-        return logits, z, X.dtype
+        return logits, z, X
 
     def predict(self, X: Any) -> np.ndarray:
         """Cluster of each sample: the argmax of its categorical logits.
@@ -479,8 +480,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_clusters)
             Rows sum to 1.
         """
-        logits, _, dtype = self._validated_forward(X)
-        return _softmax(logits).astype(dtype, copy=False)
+        logits, _, X = self._validated_forward(X)
+        return _softmax(logits).astype(X.dtype, copy=False)
 
     def transform(self, X: Any) -> np.ndarray:
         """The disentangled representation of X.
@@ -498,8 +499,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ``get_feature_names_out`` names them ``categorical<k>`` and
             ``instance<j>``.
         """
-        logits, z, dtype = self._validated_forward(X)
-        return np.hstack([_softmax(logits), z]).astype(dtype, copy=False)
+        logits, z, X = self._validated_forward(X)
+        return np.hstack([_softmax(logits), z]).astype(X.dtype, copy=False)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the columns of :meth:`transform`.
@@ -540,13 +541,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        logits, _, _ = self._validated_forward(X)
+        logits, _, X = self._validated_forward(X)
         labels = logits.argmax(axis=1)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
         n_neighbors = min(self.n_neighbors, X.shape[0] - 1)
         if n_neighbors < 1:
             return 0.0
-        data = torch.from_numpy(np.array(X))
+        data = torch.tensor(X, dtype=torch.float32)
         neighbors = knn_indices(data, data, n_neighbors, metric=self.metric, exclude_self=True)
         return float(
             mutual_info_score(np.repeat(labels, n_neighbors), labels[neighbors.numpy().ravel()])

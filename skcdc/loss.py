@@ -26,10 +26,10 @@ __all__ = [
     "NEGATIVE_WEIGHTINGS",
     "CDCLoss",
     "LossOutput",
-    "joint_similarity",
-    "joint_similarity_nt_xent",
     "PseudoLabelLoss",
     "SelfLabelLoss",
+    "joint_similarity",
+    "joint_similarity_nt_xent",
     "marginal_entropy",
     "sinkhorn",
 ]
