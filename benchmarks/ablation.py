@@ -23,10 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
     "default": {},
     'negative_weighting="hard" (literal reading)': {"negative_weighting": "hard"},
-    'equipartition="sinkhorn", entropy_weight=0': {"equipartition": "sinkhorn", "entropy_weight": 0.0},
+    'equipartition="sinkhorn", entropy_weight=0': {
+        "equipartition": "sinkhorn",
+        "entropy_weight": 0.0,
+    },
     'equipartition="sinkhorn", entropy_weight=1': {"equipartition": "sinkhorn"},
     'equipartition="sinkhorn", anchor_weight=0, entropy_weight=0': {
-        "equipartition": "sinkhorn", "anchor_weight": 0.0, "entropy_weight": 0.0
+        "equipartition": "sinkhorn",
+        "anchor_weight": 0.0,
+        "entropy_weight": 0.0,
     },
     'equipartition="none"': {"equipartition": "none"},
     "n_neighbors=5": {"n_neighbors": 5},
@@ -45,16 +50,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: the estimator's")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument(
-        "--dataset", default="digits", choices=["digits", "bbc-news-minilm", "fashion-mnist-efficientnet"]
-    )
+    parser.add_argument("--dataset", default="digits", choices=list(D.BENCHMARK_DATASETS))
     args = parser.parse_args(argv)
 
-    data = {
-        "digits": D.load_digits_features,
-        "bbc-news-minilm": D.load_bbc_news_minilm,
-        "fashion-mnist-efficientnet": D.load_fashion_mnist_efficientnet,
-    }[args.dataset]()
+    data = D.BENCHMARK_DATASETS[args.dataset]()
     report = ROOT / "docs" / f"ablation-{args.dataset}.md"
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     lines = [
@@ -64,9 +63,7 @@ def main(argv=None) -> None:
     for name in args.variants:
         reports, seconds = [], []
         for seed in args.seeds:
-            model = CDCClustering(
-                data.n_clusters, random_state=seed, **epochs, **VARIANTS[name]
-            )
+            model = CDCClustering(data.n_clusters, random_state=seed, **epochs, **VARIANTS[name])
             start = time.perf_counter()
             labels = model.fit_predict(data.X)
             seconds.append(time.perf_counter() - start)

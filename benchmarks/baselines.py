@@ -24,8 +24,15 @@ class SCANHead(ClusterMixin, BaseEstimator):
     """SCAN's clustering step (Van Gansbeke et al., ECCV 2020) on fixed features."""
 
     def __init__(
-        self, n_clusters=8, *, n_neighbors=10, entropy_weight=5.0, epochs=50, batch_size=256,
-        learning_rate=1e-3, random_state=0,
+        self,
+        n_clusters=8,
+        *,
+        n_neighbors=10,
+        entropy_weight=5.0,
+        epochs=50,
+        batch_size=256,
+        learning_rate=1e-3,
+        random_state=0,
     ):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors

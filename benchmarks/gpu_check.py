@@ -59,7 +59,8 @@ def main(out: Path) -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     subprocess.run(
         [sys.executable, "-c", LOAD_ON_CPU, out / "model.pkl", out / "X.npy", out / "cpu.npy"],
-        check=True, env=env,
+        check=True,
+        env=env,
     )
     cpu = np.load(out / "cpu.npy")
     gpu = again.predict_proba(data.X)

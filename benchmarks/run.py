@@ -34,13 +34,7 @@ from skcdc.metrics import clustering_report
 ROOT = Path(__file__).resolve().parent.parent
 # Hand-written reading of the latest results, appended to the report.
 NOTES = Path(__file__).resolve().parent / "notes.md"
-DATASETS = {
-    "digits": D.load_digits_features,
-    "fashion-mnist-efficientnet": D.load_fashion_mnist_efficientnet,
-    "bbc-news-minilm": D.load_bbc_news_minilm,
-    "fashion-mnist-pixels": D.load_fashion_mnist_pixels,
-    "imbalanced-blobs": D.make_imbalanced_blobs,
-}
+DATASETS = D.BENCHMARK_DATASETS
 CDC = "CDCClustering (default)"
 CDC_RELAXED = "CDCClustering (entropy_weight=0.1)"
 CDC_HARD = "CDCClustering (equipartition='sinkhorn')"
@@ -191,16 +185,12 @@ def _merge(previous: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     key = ["dataset", "method", "seed"]
     merged = pd.concat([previous, new]).drop_duplicates(subset=key, keep="last")
     # Keep datasets and methods in the suite's order, not in the order they ran.
-    dataset_order = {name: i for i, name in enumerate(DATASETS)}
-    method_order = {name: i for i, name in enumerate(METHODS)}
+    rank = {
+        "dataset": {name: i for i, name in enumerate(DATASETS)},
+        "method": {name: i for i, name in enumerate(METHODS)},
+    }
     return merged.sort_values(
-        key,
-        key=lambda col: col.map(
-            {"dataset": dataset_order, "method": method_order}.get(col.name, {})
-        ).fillna(col)
-        if col.name != "seed"
-        else col,
-        kind="stable",
+        key, key=lambda col: col.map(rank[col.name]) if col.name in rank else col, kind="stable"
     ).reset_index(drop=True)
 
 
@@ -236,9 +226,7 @@ def plot(runs: pd.DataFrame, histories: dict, out_dir: Path) -> list[Path]:
             loss_ax.plot(frame["epoch"], frame["loss"], label=dataset)
             size_ax.plot(frame["epoch"], frame["cluster_entropy"], label=dataset)
         loss_ax.set(xlabel="epoch", ylabel="training loss", title="CDC loss (first seed)")
-        size_ax.set(
-            xlabel="epoch", ylabel="cluster-size entropy / log K", title="cluster balance"
-        )
+        size_ax.set(xlabel="epoch", ylabel="cluster-size entropy / log K", title="cluster balance")
         loss_ax.legend(fontsize=8)
         fig.tight_layout()
         paths.append(out_dir / "benchmarks_curves.png")

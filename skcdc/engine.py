@@ -12,15 +12,31 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
 from .loss import LossOutput
 
-__all__ = ["Callback", "Engine", "History", "ProgressBar"]
+__all__ = ["Callback", "Engine", "History", "Phase", "ProgressBar"]
+
+
+@dataclass
+class Phase:
+    """A stretch of training with one loss: ``epochs`` epochs of ``criterion``.
+
+    ``criterion(logits_a, z_a, logits_b, z_b, index=index) -> LossOutput``, e.g.
+    :class:`~skcdc.loss.CDCLoss`; ``index`` holds the batch's sample indices
+    for losses with per-sample targets.
+    """
+
+    name: str
+    criterion: Callable[..., LossOutput]
+    epochs: int
 
 
 class Callback:
@@ -84,17 +100,15 @@ class Engine:
     ----------
     network : nn.Module
         Maps a batch of inputs to ``(logits, z)``.
-    criterion : callable
-        ``criterion(logits_a, z_a, logits_b, z_b, index=index) -> LossOutput``,
-        e.g. :class:`~skcdc.loss.CDCLoss`; ``index`` holds the batch's sample
-        indices for losses with per-sample targets.
+    phases : sequence of Phase
+        Run in order with one optimiser: a warm start, the CDC phase, a
+        self-labelling phase, each with its own loss.
     views : callable
         ``views(index, generator) -> (view_a, view_b)`` for a batch of indices.
     optimizer : torch.optim.Optimizer
     sampler : Sampler[int]
         Yields the sample indices of an epoch.
     batch_size : int
-    epochs : int
     device : torch.device
     generator : torch.Generator
         Source of all the randomness the views draw.
@@ -106,13 +120,12 @@ class Engine:
     def __init__(
         self,
         network: nn.Module,
-        criterion: Callable[..., LossOutput],
+        phases: Sequence[Phase],
         views: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
         optimizer: torch.optim.Optimizer,
         *,
         sampler: Sampler[int] | Iterable[int],
         batch_size: int,
-        epochs: int,
         device: torch.device,
         generator: torch.Generator,
         n_clusters: int,
@@ -120,12 +133,12 @@ class Engine:
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.network = network
-        self.criterion = criterion
+        self.phases = list(phases)
+        self.epochs = sum(phase.epochs for phase in self.phases)
         self.views = views
         self.optimizer = optimizer
         self.sampler = sampler
         self.batch_size = batch_size
-        self.epochs = epochs
         self.device = device
         self.generator = generator
         self.n_clusters = n_clusters
@@ -139,7 +152,7 @@ class Engine:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    def _run_epoch(self) -> dict[str, float]:
+    def _run_epoch(self, criterion: Callable[..., LossOutput]) -> dict[str, float]:
         self.network.train()
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
@@ -160,15 +173,13 @@ class Engine:
             with self._autocast():
                 logits_a, z_a = self.network(view_a)
                 logits_b, z_b = self.network(view_b)
-            out = self.criterion(logits_a, z_a, logits_b, z_b, index=index)
+            out = criterion(logits_a, z_a, logits_b, z_b, index=index)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.optimizer.step()
             # Cluster sizes per head, (H, K), from the argmax that prediction uses.
-            labels = logits_a.detach().argmax(-1).reshape(logits_a.shape[0], -1).T
-            batch_counts = torch.stack(
-                [torch.bincount(row, minlength=self.n_clusters) for row in labels]
-            )
+            labels = logits_a.detach().argmax(-1)
+            batch_counts = F.one_hot(labels, self.n_clusters).sum(0).reshape(-1, self.n_clusters)
             counts = batch_counts if counts is None else counts + batch_counts
             head_losses = out.per_head if head_losses is None else head_losses + out.per_head
             totals["loss"] += out.loss.detach()
@@ -178,7 +189,6 @@ class Engine:
         self.head_losses = (head_losses / n_batches).tolist()
         best = int(torch.as_tensor(self.head_losses).argmin())
         return {
-            "epoch": self.epoch + 1,
             "loss": totals["loss"].item() / n_batches,
             "contrastive": totals["contrastive"].item() / n_batches,
             "best_head": best,
@@ -188,15 +198,20 @@ class Engine:
         }
 
     def fit(self) -> Engine:
-        """Train for ``epochs`` epochs, calling the callbacks on the way."""
+        """Run the phases in order, calling the callbacks on the way."""
         for callback in self.callbacks:
             callback.on_train_begin(self)
         try:
-            while self.epoch < self.epochs:
-                log = self._run_epoch()
-                self.epoch += 1
-                for callback in self.callbacks:
-                    callback.on_epoch_end(self, log)
+            for phase in self.phases:
+                for _ in range(phase.epochs):
+                    log = {
+                        "epoch": self.epoch + 1,
+                        "phase": phase.name,
+                        **self._run_epoch(phase.criterion),
+                    }
+                    self.epoch += 1
+                    for callback in self.callbacks:
+                        callback.on_epoch_end(self, log)
         finally:
             for callback in self.callbacks:
                 callback.on_train_end(self)

@@ -11,14 +11,16 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.cluster import KMeans
 from sklearn.metrics import mutual_info_score
+from sklearn.preprocessing import normalize
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 from torch import nn
 from torch.utils.data import RandomSampler
 
-from .engine import Engine, History, ProgressBar
+from .engine import Engine, History, Phase, ProgressBar
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
 from .networks import InputScaler, SelectHead, VectorCDCNetwork
 from .views import METRICS, NeighbourViews, knn_indices
@@ -321,30 +323,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                     **network_kwargs,
                 ),
             ).to(device)
-            engine = self._make_engine(network, data, device, seed)
-            records = engine.callbacks[0].records
-            if self.init == "kmeans":
-                # Start the categorical head from k-means' partition of the
-                # input: CDC then refines a stable solution instead of
-                # settling in whichever local optimum a random head falls into.
-                engine.criterion = PseudoLabelLoss(_kmeans_targets(X, self, seed, device))
-                engine.epochs = self.init_epochs
-                engine.fit()
-                for record in records:
-                    record["phase"] = "init"
-                engine.criterion = self._criterion()
-                engine.epochs += self.epochs
+            history = History()
+            engine = self._make_engine(network, X, data, device, seed, history)
             engine.fit()
-            for record in records:
-                record.setdefault("phase", "cdc")
-            if self.self_labelling_epochs > 0:
-                # The second phase only sharpens the categorical head: same
-                # views, same optimiser state, a different loss.
-                engine.criterion = SelfLabelLoss(self.self_labelling_threshold)
-                engine.epochs += self.self_labelling_epochs
-                engine.fit()
-                for record in records:
-                    record.setdefault("phase", "self-labelling")
         # Several categorical heads: keep the one with the lowest loss in the
         # last epoch, as SCAN does; prediction then reads that head alone.
         self.best_head_ = int(np.argmin(engine.head_losses))
@@ -352,8 +333,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
         self.network_ = network
         self.device_ = device
-        history = pd.DataFrame(records)
-        self.history_ = history[["epoch", "phase", *history.columns.drop(["epoch", "phase"])]]
+        self.history_ = pd.DataFrame(history.records)
         self.n_iter_ = engine.epoch
         logits, z = self._forward(X)
         self.categorical_embedding_ = _softmax(logits)
@@ -394,30 +374,54 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             anchor_weight=self.anchor_weight,
         )
 
+    def _phases(self, X: np.ndarray, seed: int, device: torch.device) -> list[Phase]:
+        """The losses trained in turn: warm start, CDC, self-labelling."""
+        phases = []
+        if self.init == "kmeans":
+            # Start the categorical head from k-means' partition of the input:
+            # CDC then refines a stable solution instead of settling in
+            # whichever local optimum a random head falls into.
+            targets = _kmeans_targets(X, self.n_clusters, self.metric, seed, device)
+            phases.append(Phase("init", PseudoLabelLoss(targets), self.init_epochs))
+        phases.append(Phase("cdc", self._criterion(), self.epochs))
+        if self.self_labelling_epochs > 0:
+            # Only sharpens the categorical head: same views, same optimiser
+            # state, a different loss.
+            phases.append(
+                Phase(
+                    "self-labelling",
+                    SelfLabelLoss(self.self_labelling_threshold),
+                    self.self_labelling_epochs,
+                )
+            )
+        return phases
+
     def _make_engine(
-        self, network: nn.Module, data: torch.Tensor, device: torch.device, seed: int
+        self,
+        network: nn.Module,
+        X: np.ndarray,
+        data: torch.Tensor,
+        device: torch.device,
+        seed: int,
+        history: History,
     ) -> Engine:
         n_samples = data.shape[0]
-        views = NeighbourViews(
-            data, self.n_neighbors, metric=self.metric, noise=self.feature_noise
-        )
-        criterion = self._criterion()
+        views = NeighbourViews(data, self.n_neighbors, metric=self.metric, noise=self.feature_noise)
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
         sampler_generator = torch.Generator().manual_seed(seed)
         view_generator = torch.Generator(device=device).manual_seed(seed + 1)
-        callbacks = [History()]
+        callbacks: list = [history]
         if self.verbose:
             callbacks.append(ProgressBar(desc="CDCClustering"))
         return Engine(
             network,
-            criterion,
+            self._phases(X, seed, device),
             views,
             optimizer,
             sampler=RandomSampler(range(n_samples), generator=sampler_generator),
             batch_size=min(self.batch_size, n_samples),
-            epochs=self.epochs,
             device=device,
             generator=view_generator,
             n_clusters=self.n_clusters,
@@ -589,13 +593,11 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _kmeans_targets(
-    X: np.ndarray, estimator: CDCClustering, seed: int, device: torch.device
+    X: np.ndarray, n_clusters: int, metric: str, seed: int, device: torch.device
 ) -> torch.Tensor:
-    from sklearn.cluster import KMeans
-    from sklearn.preprocessing import normalize
-
-    data = normalize(X) if estimator.metric == "cosine" else X
-    labels = KMeans(estimator.n_clusters, n_init=3, random_state=seed).fit_predict(data)
+    """k-means labels of X under the neighbour metric, as warm-start targets."""
+    data = normalize(X) if metric == "cosine" else X
+    labels = KMeans(n_clusters, n_init=3, random_state=seed).fit_predict(data)
     return torch.as_tensor(labels, dtype=torch.long, device=device)
 
 

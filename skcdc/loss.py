@@ -122,8 +122,7 @@ def joint_similarity(
     """
     if negative_weighting not in NEGATIVE_WEIGHTINGS:
         raise ValueError(
-            f"negative_weighting must be one of {NEGATIVE_WEIGHTINGS}, "
-            f"got {negative_weighting!r}."
+            f"negative_weighting must be one of {NEGATIVE_WEIGHTINGS}, got {negative_weighting!r}."
         )
     c = c.float()
     z = z.float()
@@ -194,15 +193,23 @@ class LossOutput:
     balance: torch.Tensor
     per_head: torch.Tensor
 
+    @classmethod
+    def of(cls, loss: torch.Tensor) -> LossOutput:
+        """A loss that has no contrastive, anchor or balance part."""
+        zero = loss.detach() * 0.0
+        return cls(loss, zero, zero, zero, per_head=loss.detach()[None])
+
 
 class _HeadwiseLoss:
     """A loss defined on one categorical head, applied to every head.
 
-    Subclasses define ``_single_head(logits_a, z_a, logits_b, z_b)``; the
-    logits given to ``__call__`` are (B, K), or (B, H, K) for a network with H
-    categorical heads, each head then getting its own loss over the shared
-    instance part (see :func:`_over_heads`). ``index``, the batch's sample
-    indices, is accepted for the engine's protocol and not used.
+    Subclasses define ``_single_head(logits_a, z_a, logits_b, z_b, index)``.
+    The logits given to ``__call__`` are (B, K), or (B, H, K) for a network
+    with H categorical heads: each head then gets its own loss over the shared
+    instance part, the mean over heads is optimised, and ``per_head`` keeps
+    each head's loss so that the best head can be chosen after training.
+    ``index`` holds the batch's sample indices, for losses with per-sample
+    targets.
     """
 
     def __call__(
@@ -213,7 +220,16 @@ class _HeadwiseLoss:
         z_b: torch.Tensor,
         index: torch.Tensor | None = None,
     ) -> LossOutput:
-        return _over_heads(self._single_head, logits_a, z_a, logits_b, z_b)
+        if logits_a.dim() == 2:
+            return self._single_head(logits_a, z_a, logits_b, z_b, index)
+        heads = [
+            self._single_head(logits_a[:, h], z_a, logits_b[:, h], z_b, index)
+            for h in range(logits_a.shape[1])
+        ]
+        return LossOutput(
+            *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
+            per_head=torch.stack([o.loss for o in heads]).detach(),
+        )
 
 
 class CDCLoss(_HeadwiseLoss):
@@ -285,6 +301,7 @@ class CDCLoss(_HeadwiseLoss):
         z_a: torch.Tensor,
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
+        index: torch.Tensor | None,
     ) -> LossOutput:
         c_a = self.categorical_part(logits_a)
         c_b = self.categorical_part(logits_b)
@@ -303,8 +320,7 @@ class CDCLoss(_HeadwiseLoss):
         anchor = zero
         if self.anchor_weight > 0 and self.equipartition == "sinkhorn":
             anchor = -0.5 * (
-                (c_b.detach() * log_p_a).sum(1).mean()
-                + (c_a.detach() * log_p_b).sum(1).mean()
+                (c_b.detach() * log_p_a).sum(1).mean() + (c_a.detach() * log_p_b).sum(1).mean()
             )
         balance = zero
         if self.entropy_weight > 0 and self.equipartition != "none":
@@ -321,23 +337,6 @@ class CDCLoss(_HeadwiseLoss):
 
 
 _SCALARS = ("loss", "contrastive", "anchor", "balance")
-
-
-def _over_heads(single_head, logits_a, z_a, logits_b, z_b) -> LossOutput:
-    """Apply a one-head loss to (B, K) logits, or to each head of (B, H, K) ones.
-
-    With several heads the mean over heads is optimised; ``per_head`` keeps
-    each head's loss so that the best head can be chosen after training.
-    """
-    if logits_a.dim() == 2:
-        return single_head(logits_a, z_a, logits_b, z_b)
-    heads = [
-        single_head(logits_a[:, h], z_a, logits_b[:, h], z_b) for h in range(logits_a.shape[1])
-    ]
-    return LossOutput(
-        *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
-        per_head=torch.stack([o.loss for o in heads]).detach(),
-    )
 
 
 class SelfLabelLoss(_HeadwiseLoss):
@@ -364,24 +363,22 @@ class SelfLabelLoss(_HeadwiseLoss):
         z_a: torch.Tensor,
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
+        index: torch.Tensor | None,
     ) -> LossOutput:
         with torch.no_grad():
             confidence, target = logits_a.float().softmax(1).max(1)
             confident = confidence >= self.threshold
-        zero = logits_b.float().sum() * 0.0
         if not confident.any():
-            loss = zero
+            loss = logits_b.float().sum() * 0.0
         else:
             counts = torch.bincount(target[confident], minlength=logits_b.shape[1]).float()
             weight = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
             weight = weight / weight[counts > 0].mean()
             loss = F.cross_entropy(logits_b[confident].float(), target[confident], weight=weight)
-        return LossOutput(
-            loss=loss, contrastive=zero, anchor=zero, balance=zero, per_head=loss.detach()[None]
-        )
+        return LossOutput.of(loss)
 
 
-class PseudoLabelLoss:
+class PseudoLabelLoss(_HeadwiseLoss):
     """Cross-entropy of both views to fixed per-sample targets (a warm start).
 
     Used before the CDC phase to start the categorical head from a stable
@@ -396,21 +393,21 @@ class PseudoLabelLoss:
     def __init__(self, targets: torch.Tensor) -> None:
         self.targets = targets
 
-    def __call__(
+    def _single_head(
         self,
         logits_a: torch.Tensor,
         z_a: torch.Tensor,
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
-        index: torch.Tensor | None = None,
+        index: torch.Tensor | None,
     ) -> LossOutput:
         if index is None:
             raise ValueError("PseudoLabelLoss needs the batch's sample indices (index=...).")
         target = self.targets[index]
-
-        def single_head(l_a, z_a, l_b, z_b):
-            loss = 0.5 * (F.cross_entropy(l_a.float(), target) + F.cross_entropy(l_b.float(), target))
-            zero = loss.detach() * 0.0
-            return LossOutput(loss, zero, zero, zero, per_head=loss.detach()[None])
-
-        return _over_heads(single_head, logits_a, z_a, logits_b, z_b)
+        return LossOutput.of(
+            0.5
+            * (
+                F.cross_entropy(logits_a.float(), target)
+                + F.cross_entropy(logits_b.float(), target)
+            )
+        )

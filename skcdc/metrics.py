@@ -40,12 +40,11 @@ def _check_labels(labels_true, labels_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _matching(labels_true, labels_pred):
-    """Contingency table with its best one-to-one cluster-to-class matching."""
-    classes, true_idx = np.unique(labels_true, return_inverse=True)
-    clusters, pred_idx = np.unique(labels_pred, return_inverse=True)
-    table = contingency_matrix(true_idx, pred_idx)
+    """Contingency table (classes x clusters, both sorted) and its best
+    one-to-one matching, as the row and column indices of the matched cells."""
+    table = contingency_matrix(labels_true, labels_pred)
     rows, cols = linear_sum_assignment(table, maximize=True)
-    return classes, clusters, table, rows, cols
+    return table, rows, cols
 
 
 def cluster_accuracy_score(labels_true, labels_pred) -> float:
@@ -71,7 +70,7 @@ def cluster_accuracy_score(labels_true, labels_pred) -> float:
     1.0
     """
     labels_true, labels_pred = _check_labels(labels_true, labels_pred)
-    _, _, table, rows, cols = _matching(labels_true, labels_pred)
+    table, rows, cols = _matching(labels_true, labels_pred)
     return float(table[rows, cols].sum() / labels_true.size)
 
 
@@ -90,7 +89,7 @@ def matched_confusion_matrix(labels_true, labels_pred) -> np.ndarray:
         counts. Clusters matched to no class follow, in sorted order.
     """
     labels_true, labels_pred = _check_labels(labels_true, labels_pred)
-    _, _, table, rows, cols = _matching(labels_true, labels_pred)
+    table, rows, cols = _matching(labels_true, labels_pred)
     empty = np.zeros((table.shape[0], 1), dtype=table.dtype)
     # rows come back sorted, so cols[i] is the cluster matched to class rows[i].
     matched = dict(zip(rows, cols))

@@ -102,7 +102,10 @@ class NeighbourViews:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the samples ``index`` (a batch of row indices)."""
         choice = torch.randint(
-            self.neighbors.shape[1], (index.shape[0],), generator=generator, device=_device(generator)
+            self.neighbors.shape[1],
+            (index.shape[0],),
+            generator=generator,
+            device=_device(generator),
         ).to(self.data.device)
         anchor = self.data[index]
         positive = self.data[self.neighbors[index, choice]]
