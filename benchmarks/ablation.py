@@ -39,6 +39,7 @@ VARIANTS = {
     "feature_noise=0.1": {"feature_noise": 0.1},
     "tau_c=0.5": {"tau_c": 0.5},
     "n_heads=5": {"n_heads": 5},
+    "n_init=3": {"n_init": 3},
     'init="kmeans"': {"init": "kmeans"},
     "self_labelling_epochs=10": {"self_labelling_epochs": 10},
     "epochs=100": {"epochs": 100},
@@ -51,10 +52,11 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the estimator's")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--dataset", default="digits", choices=list(D.BENCHMARK_DATASETS))
+    parser.add_argument("--out", type=Path, default=None, help="default: docs/ablation-<dataset>.md")
     args = parser.parse_args(argv)
 
     data = D.BENCHMARK_DATASETS[args.dataset]()
-    report = ROOT / "docs" / f"ablation-{args.dataset}.md"
+    report = args.out or ROOT / "docs" / f"ablation-{args.dataset}.md"
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     lines = [
         "| variant | ACC | NMI | clusters used (min) | fit time (s) |",

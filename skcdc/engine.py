@@ -8,7 +8,9 @@ the network and the loss see only the batch they are handed.
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
@@ -20,9 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
+from . import persistence
+from .exceptions import DivergenceError
 from .loss import LossOutput
 
-__all__ = ["Callback", "Engine", "History", "Phase", "ProgressBar"]
+__all__ = ["Callback", "Checkpoint", "Engine", "Phase", "ProgressBar"]
+
+# Why an engine stopped before its last epoch (``Engine.stop_reason``).
+INTERRUPTED = "interrupted"
+DIVERGED = "diverged"
 
 
 @dataclass
@@ -52,16 +60,6 @@ class Callback:
         """Called once after the last epoch, also when training stops early."""
 
 
-class History(Callback):
-    """Keeps every epoch's log, in order."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, float]] = []
-
-    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
-        self.records.append(dict(log))
-
-
 class ProgressBar(Callback):
     """A tqdm bar over the epochs that shows the current loss (on stderr)."""
 
@@ -72,7 +70,7 @@ class ProgressBar(Callback):
     def on_train_begin(self, engine: Engine) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=engine.epochs, unit="epoch", **self.tqdm_kwargs)
+        self._bar = tqdm(total=engine.epochs, initial=engine.epoch, unit="epoch", **self.tqdm_kwargs)
 
     def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
         self._bar.set_postfix(loss=f"{log['loss']:.4f}", balance=f"{log['cluster_entropy']:.3f}")
@@ -81,6 +79,35 @@ class ProgressBar(Callback):
     def on_train_end(self, engine: Engine) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+class Checkpoint(Callback):
+    """Saves the engine's full state every ``every`` epochs and after the last.
+
+    The file (skcdc's own format, :mod:`skcdc.persistence`) holds the
+    network, the optimiser, every random generator and the history, so
+    :meth:`Engine.load_state_dict` continues exactly where the run stopped.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write; replaced atomically each time.
+    every : int
+        Save period in epochs.
+    metadata : dict
+        Stored beside the state (e.g. what identifies the run).
+    """
+
+    def __init__(self, path: str | os.PathLike, every: int = 1, metadata: dict | None = None):
+        self.path = path
+        self.every = every
+        self.metadata = dict(metadata or {})
+
+    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
+        if engine.epoch % self.every == 0 or engine.epoch == engine.epochs:
+            persistence.save(
+                {**self.metadata, "state": engine.state_dict()}, self.path, kind="checkpoint"
+            )
 
 
 def cluster_size_entropy(counts: torch.Tensor) -> float:
@@ -146,6 +173,8 @@ class Engine:
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.head_losses: list[float] = []
+        self.logs: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
 
     def _autocast(self):
         if self.mixed_precision:
@@ -194,26 +223,123 @@ class Engine:
             "best_head": best,
             "cluster_entropy": cluster_size_entropy(counts[best]),
             "n_empty_clusters": int((counts[best] == 0).sum().item()),
+            "largest_cluster": counts[best].max().item() / max(counts[best].sum().item(), 1),
             "time": time.perf_counter() - start,
         }
 
+    # --------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: weights, optimiser,
+        random generators, epoch, logs. Tensors are copied to the CPU."""
+        state = {
+            "epoch": self.epoch,
+            "network": {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()},
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "head_losses": list(self.head_losses),
+            "logs": [dict(log) for log in self.logs],
+            "view_generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        sampler_generator = getattr(self.sampler, "generator", None)
+        if sampler_generator is not None:
+            state["sampler_generator"] = sampler_generator.get_state()
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], *, rng: bool = True) -> None:
+        """Restore a :meth:`state_dict`; ``rng=False`` keeps the generators as they are."""
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.head_losses = list(state["head_losses"])
+        self.logs = [dict(log) for log in state["logs"]]
+        if not rng:
+            return
+        self.generator.set_state(state["view_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        sampler_generator = getattr(self.sampler, "generator", None)
+        if sampler_generator is not None and "sampler_generator" in state:
+            sampler_generator.set_state(state["sampler_generator"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+    # ---------------------------------------------------------------- loop
+
     def fit(self) -> Engine:
-        """Run the phases in order, calling the callbacks on the way."""
+        """Run the phases in order from ``self.epoch``, calling the callbacks.
+
+        A NaN or infinite epoch loss, or a ``KeyboardInterrupt``, restores the
+        weights of the last completed epoch and sets :attr:`stop_reason`
+        (``"diverged"``, ``"interrupted"``) instead of leaving the network
+        half-updated; when no epoch completed there is nothing to keep and the
+        error propagates. CUDA running out of memory is re-raised with the
+        batch size named.
+        """
+        last_good = self._snapshot()
         for callback in self.callbacks:
             callback.on_train_begin(self)
         try:
-            for phase in self.phases:
-                for _ in range(phase.epochs):
-                    log = {
-                        "epoch": self.epoch + 1,
-                        "phase": phase.name,
-                        **self._run_epoch(phase.criterion),
-                    }
-                    self.epoch += 1
-                    for callback in self.callbacks:
-                        callback.on_epoch_end(self, log)
+            for phase in self._remaining_phases():
+                log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase.criterion)}
+                if not math.isfinite(log["loss"]):
+                    self.stop_reason = DIVERGED
+                    break
+                self.epoch += 1
+                self.logs.append(log)
+                last_good = self._snapshot()
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, log)
+        except KeyboardInterrupt:
+            if self.epoch == 0:
+                raise
+            self.stop_reason = INTERRUPTED
+        except torch.cuda.OutOfMemoryError as exc:
+            raise torch.cuda.OutOfMemoryError(
+                f"CUDA ran out of memory training with batch_size={self.batch_size}: lower "
+                "batch_size (each sample is two views), use a smaller network, or train on "
+                f"the CPU with device='cpu'. ({exc})"
+            ) from exc
         finally:
             for callback in self.callbacks:
                 callback.on_train_end(self)
+        if self.stop_reason is not None:
+            self.load_state_dict(last_good, rng=False)
+            if self.epoch == 0:
+                raise DivergenceError(
+                    "the training loss became NaN or infinite in the first epoch, so no weights "
+                    "are worth keeping. Likely causes: a learning rate too high, temperatures "
+                    "too low, or reduced precision; lower the learning rate first."
+                )
         self.network.eval()
         return self
+
+    def _remaining_phases(self) -> Iterable[Phase]:
+        """One phase per remaining epoch, skipping the epochs already run."""
+        done = 0
+        for phase in self.phases:
+            for _ in range(phase.epochs):
+                done += 1
+                if done > self.epoch:
+                    yield phase
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "network": copy.deepcopy(self.network.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "head_losses": list(self.head_losses),
+            "logs": [dict(log) for log in self.logs],
+        }
+
+
+def _to_cpu(value: Any) -> Any:
+    """A copy of nested dicts/lists with every tensor moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value

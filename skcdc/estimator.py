@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from numbers import Integral, Real
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import torch
@@ -20,7 +25,9 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 from torch import nn
 from torch.utils.data import RandomSampler
 
-from .engine import Engine, History, Phase, ProgressBar
+from . import persistence
+from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar
+from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
 from .networks import InputScaler, SelectHead, VectorCDCNetwork
 from .views import METRICS, NeighbourViews, knn_indices
@@ -81,6 +88,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Width of the instance part.
     hidden_dim : int, default=512
         Width of the default network's hidden layers.
+    n_init : int, default=1
+        Number of trainings from different seeds; the one whose clusters
+        agree best with the neighbour structure of the training data (the
+        label-free :meth:`score`) is kept, as ``KMeans`` keeps its lowest
+        inertia. Costs ``n_init`` times the fit time; use it when seeds
+        disagree (``docs/method.md``).
     n_heads : int, default=1
         Independent categorical heads trained side by side on one encoder;
         the head with the lowest loss in the last epoch is kept
@@ -131,6 +144,16 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     mixed_precision : bool, default=True
         Autocast the network to bfloat16 on CUDA (the loss stays in float32).
         No effect on the CPU.
+    checkpoint_dir : str, path-like or None, default=None
+        A folder where the full training state (network, optimiser, random
+        generators, history) is saved every ``checkpoint_every`` epochs, one
+        file per run (``run-<i>.pt``, skcdc's own format, read with
+        ``torch.load(weights_only=True)``). A later ``fit`` with the same
+        data and parameters resumes from it and ends with the same result as
+        an uninterrupted run; a checkpoint of other data or other parameters
+        is refused. Files are kept after training, so refitting is instant.
+    checkpoint_every : int, default=1
+        Save period, in epochs.
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initialisation and every random draw of training.
         On the CPU the same value gives the same labels.
@@ -152,7 +175,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         One row per epoch: ``phase`` (``"init"``, ``"cdc"`` or ``"self-labelling"``),
         ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
         (entropy of the training-time cluster sizes over ``log K``: 1 is
-        balanced), ``n_empty_clusters``, ``time`` (seconds).
+        balanced), ``n_empty_clusters``, ``largest_cluster`` (its share of
+        the samples), ``time`` (seconds).
+    stop_reason_ : str or None
+        None when every epoch ran; ``"interrupted"`` (KeyboardInterrupt) or
+        ``"diverged"`` (NaN or infinite loss) when training stopped early
+        and the weights of the last completed epoch were kept. A
+        :class:`~skcdc.exceptions.TrainingStoppedWarning` says so.
     n_iter_ : int
         Epochs run, both phases together.
     best_head_ : int
@@ -194,6 +223,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "anchor_weight": [Interval(Real, 0, None, closed="left")],
         "instance_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "network": [StrOptions({"auto"}), type],
         "network_kwargs": [dict, None],
@@ -210,6 +240,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "device": [str, torch.device],
         "mixed_precision": ["boolean"],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -228,6 +260,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         anchor_weight: float = 1.0,
         instance_dim: int = 128,
         hidden_dim: int = 512,
+        n_init: int = 1,
         n_heads: int = 1,
         network: str | type[nn.Module] = "auto",
         network_kwargs: dict | None = None,
@@ -244,6 +277,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         weight_decay: float = 1e-4,
         device: str | torch.device = "auto",
         mixed_precision: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
     ) -> None:
@@ -258,6 +293,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.anchor_weight = anchor_weight
         self.instance_dim = instance_dim
         self.hidden_dim = hidden_dim
+        self.n_init = n_init
         self.n_heads = n_heads
         self.network = network
         self.network_kwargs = network_kwargs
@@ -274,6 +310,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.device = device
         self.mixed_precision = mixed_precision
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
         self.random_state = random_state
         self.verbose = verbose
 
@@ -305,15 +343,58 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 "lower n_clusters or pass more samples."
             )
         device = _resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        network_cls, network_kwargs = self._network_spec()
+        random_state = check_random_state(self.random_state)
+        # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
+        data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
+        # The neighbour graph is deterministic: one search serves every run.
+        views = NeighbourViews(data, self.n_neighbors, metric=self.metric, noise=self.feature_noise)
+        best, stop_reason = None, None
+        for run_index in range(self.n_init):
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+            try:
+                run = self._train_once(X, data, views, device, seed, run_index)
+            except KeyboardInterrupt:
+                # Interrupted before this run finished an epoch: keep the earlier runs.
+                if best is None:
+                    raise
+                stop_reason = INTERRUPTED
+                break
+            if best is None or run.score > best.score:
+                best = run
+            if run.stop_reason is not None:
+                stop_reason = run.stop_reason
+                break
 
+        self.network_ = best.network
+        self.device_ = device
+        self.best_head_ = best.best_head
+        self.history_ = best.history
+        self.n_iter_ = int(best.history["epoch"].iloc[-1])
+        self.stop_reason_ = stop_reason
+        self.categorical_embedding_ = _softmax(best.logits)
+        self.instance_embedding_ = best.z
+        self.labels_ = best.logits.argmax(axis=1)
+        self.cluster_centers_ = _cluster_centers(X, self.labels_, self.categorical_embedding_)
+        self._warn_stopped(stop_reason)
+        self._warn_collapse()
+        return self
+
+    def _train_once(
+        self,
+        X: np.ndarray,
+        data: torch.Tensor,
+        views: NeighbourViews,
+        device: torch.device,
+        seed: int,
+        run_index: int = 0,
+    ) -> _Run:
+        """One training from ``seed``: the network, its history and its labels."""
+        network_cls, network_kwargs = self._network_spec()
         # Forking the RNG keeps the user's global torch random state untouched
         # while the network's initialisation draws from our seed.
         fork_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            data = torch.tensor(X, dtype=torch.float32, device=device)
             network = nn.Sequential(
                 InputScaler.from_data(data),
                 network_cls(
@@ -323,24 +404,83 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                     **network_kwargs,
                 ),
             ).to(device)
-            history = History()
-            engine = self._make_engine(network, X, data, device, seed, history)
+            engine = self._make_engine(network, X, views, device, seed)
+            self._attach_checkpoint(engine, X, seed, run_index)
             engine.fit()
         # Several categorical heads: keep the one with the lowest loss in the
         # last epoch, as SCAN does; prediction then reads that head alone.
-        self.best_head_ = int(np.argmin(engine.head_losses))
-        network.append(SelectHead(self.best_head_))
+        best_head = int(np.argmin(engine.head_losses))
+        network.append(SelectHead(best_head))
+        logits, z = _forward(network, X)
+        score = _neighbour_agreement(logits.argmax(axis=1), views.neighbors.cpu().numpy())
+        history = pd.DataFrame(engine.logs)
+        return _Run(network, best_head, history, logits, z, score, engine.stop_reason)
 
-        self.network_ = network
-        self.device_ = device
-        self.history_ = pd.DataFrame(history.records)
-        self.n_iter_ = engine.epoch
-        logits, z = self._forward(X)
-        self.categorical_embedding_ = _softmax(logits)
-        self.instance_embedding_ = z
-        self.labels_ = logits.argmax(axis=1)
-        self.cluster_centers_ = _cluster_centers(X, self.labels_, self.categorical_embedding_)
-        return self
+    def _attach_checkpoint(self, engine: Engine, X: np.ndarray, seed: int, run_index: int) -> None:
+        """Resume ``engine`` from ``checkpoint_dir`` when a checkpoint exists,
+        and have it save there as it trains."""
+        if self.checkpoint_dir is None:
+            return
+        path = Path(self.checkpoint_dir) / f"run-{run_index}.pt"
+        # What makes a run: the data, every parameter that changes training, the seed.
+        ignored = {"verbose", "checkpoint_dir", "checkpoint_every", "device"}
+        params = sorted((k, repr(v)) for k, v in self.get_params().items() if k not in ignored)
+        fingerprint = joblib.hash((X, params, seed))
+        if path.exists():
+            payload = persistence.load(path, kind="checkpoint")
+            if payload["fingerprint"] != fingerprint:
+                raise CheckpointMismatchError(
+                    f"{path} holds a run of other data or other parameters; point "
+                    "checkpoint_dir at an empty folder, or delete the file to start afresh."
+                )
+            engine.load_state_dict(payload["state"])
+        engine.callbacks.append(
+            Checkpoint(path, self.checkpoint_every, metadata={"fingerprint": fingerprint})
+        )
+
+    def _warn_stopped(self, stop_reason: str | None) -> None:
+        if stop_reason is None:
+            return
+        planned = self.init_epochs * (self.init == "kmeans") + self.epochs
+        planned += self.self_labelling_epochs
+        if stop_reason == INTERRUPTED:
+            message = (
+                f"Training was interrupted after {self.n_iter_} of {planned} epochs. The "
+                "estimator keeps the weights of the last completed epoch and can predict; "
+                "fit again for the full run (with checkpoint_dir set it resumes)."
+            )
+        else:
+            message = (
+                f"The training loss became NaN or infinite in epoch {self.n_iter_ + 1}; the "
+                f"weights of epoch {self.n_iter_} were kept. Likely causes: "
+                f"learning_rate={self.learning_rate} too high, tau_c={self.tau_c} or "
+                f"tau_z={self.tau_z} too low, or reduced precision "
+                f"(mixed_precision={self.mixed_precision} on CUDA)."
+            )
+        warnings.warn(message, TrainingStoppedWarning, stacklevel=3)
+
+    def _warn_collapse(self) -> None:
+        """Warn when clusters are empty or one cluster took most samples."""
+        if self.n_clusters < 2:
+            return
+        sizes = np.bincount(self.labels_, minlength=self.n_clusters)
+        n_empty = int((sizes == 0).sum())
+        largest = sizes.max() / sizes.sum()
+        if n_empty == 0 and largest <= _dominant_share(self.n_clusters):
+            return
+        found = (
+            f"{n_empty} of {self.n_clusters} clusters are empty"
+            if n_empty
+            else f"one cluster holds {largest:.0%} of the samples"
+        )
+        warnings.warn(
+            f"Cluster collapse: {found}. If the data has that many distinct groups, "
+            f"strengthen the equal-size prior (entropy_weight={self.entropy_weight} higher, "
+            "or equipartition='sinkhorn'), lower learning_rate, or set n_init > 1; if the "
+            "groups really are this unequal, ignore this warning or lower n_clusters.",
+            CollapseWarning,
+            stacklevel=3,
+        )
 
     def _network_spec(self) -> tuple[type[nn.Module], dict]:
         kwargs = dict(self.network_kwargs or {})
@@ -400,19 +540,17 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self,
         network: nn.Module,
         X: np.ndarray,
-        data: torch.Tensor,
+        views: NeighbourViews,
         device: torch.device,
         seed: int,
-        history: History,
     ) -> Engine:
-        n_samples = data.shape[0]
-        views = NeighbourViews(data, self.n_neighbors, metric=self.metric, noise=self.feature_noise)
+        n_samples = X.shape[0]
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
         sampler_generator = torch.Generator().manual_seed(seed)
         view_generator = torch.Generator(device=device).manual_seed(seed + 1)
-        callbacks: list = [history]
+        callbacks: list = []
         if self.verbose:
             callbacks.append(ProgressBar(desc="CDCClustering"))
         return Engine(
@@ -431,27 +569,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ inference
 
-    def _forward(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and instance vectors of validated X, in evaluation mode."""
-        network = self.network_
-        device = _module_device(network)
-        logits, instances = [], []
-        network.eval()
-        with torch.inference_mode():
-            for start in range(0, X.shape[0], _PREDICT_BATCH):
-                block = torch.tensor(
-                    X[start : start + _PREDICT_BATCH], dtype=torch.float32, device=device
-                )
-                l, z = network(block)
-                logits.append(l.float().cpu().numpy())
-                instances.append(z.float().cpu().numpy())
-        return np.concatenate(logits), np.concatenate(instances)
-
     def _validated_forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Logits, instance vectors and the validated X itself."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        logits, z = self._forward(X)
+        logits, z = _forward(self.network_, X)
         return logits, z, X
 
     def predict(self, X: Any) -> np.ndarray:
@@ -546,30 +668,86 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         score : float
         """
         logits, _, X = self._validated_forward(X)
-        labels = logits.argmax(axis=1)
         n_neighbors = min(self.n_neighbors, X.shape[0] - 1)
         if n_neighbors < 1:
             return 0.0
-        data = torch.tensor(X, dtype=torch.float32)
+        data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32)
         neighbors = knn_indices(data, data, n_neighbors, metric=self.metric, exclude_self=True)
-        return float(
-            mutual_info_score(np.repeat(labels, n_neighbors), labels[neighbors.numpy().ravel()])
-        )
+        return _neighbour_agreement(logits.argmax(axis=1), neighbors.numpy())
 
     # -------------------------------------------------------------- plumbing
 
     def __getstate__(self) -> dict:
         # Pickle the network on the CPU so that a model fitted on a GPU loads on
         # a machine without one.
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         if "network_" in state:
             state["network_"] = copy.deepcopy(state["network_"]).cpu()
+        state["_skcdc_version"] = _version()
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        saved = state.pop("_skcdc_version", None)
+        if saved is not None and saved != _version():
+            warnings.warn(
+                f"This CDCClustering was pickled by skcdc {saved} and is loaded by skcdc "
+                f"{_version()}; predictions may differ or fail. Refit it, or install "
+                f"skcdc=={saved}.",
+                UserWarning,
+                stacklevel=2,
+            )
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+@dataclass
+class _Run:
+    """What one training from one seed leaves behind."""
+
+    network: nn.Module
+    best_head: int
+    history: pd.DataFrame
+    logits: np.ndarray
+    z: np.ndarray
+    score: float
+    stop_reason: str | None
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _dominant_share(n_clusters: int) -> float:
+    """Share of the samples above which one cluster counts as having collapsed
+    the others: a majority, but 90% for two clusters, where 60/40 is normal."""
+    return 0.9 if n_clusters == 2 else 0.5
+
+
+def _forward(network: nn.Module, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and instance vectors of validated X, in evaluation mode."""
+    device = _module_device(network)
+    logits, instances = [], []
+    network.eval()
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], _PREDICT_BATCH):
+            block = np.ascontiguousarray(X[start : start + _PREDICT_BATCH])
+            block = torch.tensor(block, dtype=torch.float32, device=device)
+            l, z = network(block)
+            logits.append(l.float().cpu().numpy())
+            instances.append(z.float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(instances)
+
+
+def _neighbour_agreement(labels: np.ndarray, neighbors: np.ndarray) -> float:
+    """Mutual information between each sample's cluster and its neighbours'."""
+    n_neighbors = neighbors.shape[1]
+    return float(mutual_info_score(np.repeat(labels, n_neighbors), labels[neighbors.ravel()]))
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -613,9 +791,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _cluster_centers(X: np.ndarray, labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """Per-cluster means in input space; an empty cluster gets its soft mean."""
+    """Per-cluster means in input space; an empty cluster gets its soft mean,
+    or the mean of all samples when no sample gives it any probability."""
     n_clusters = proba.shape[1]
     one_hot = np.eye(n_clusters)[labels]
     sizes = one_hot.sum(axis=0)
     weights = np.where(sizes > 0, one_hot, proba)
+    weights[:, weights.sum(axis=0) <= 0] = 1.0
     return (weights.T @ X) / weights.sum(axis=0)[:, None]

@@ -41,7 +41,8 @@ def test_fitted_attributes(blobs, fitted):
         )
     assert fitted.n_iter_ == 15
     assert list(fitted.history_.columns) == [
-        "epoch", "phase", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters", "time"
+        "epoch", "phase", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters",
+        "largest_cluster", "time",
     ]
     assert len(fitted.history_) == 15
     assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9
@@ -202,6 +203,7 @@ def test_pipeline_and_grid_search_with_label_scorer_and_label_free_score(blobs):
     labelled = GridSearchCV(pipe, grid, scoring=accuracy_scorer, cv=2).fit(X, y)
     assert labelled.best_params_["cdcclustering__n_clusters"] == 3
     assert labelled.best_score_ > 0.9
+    pipe.set_params(cdcclustering__n_clusters=3)
     label_free = GridSearchCV(pipe, {"cdcclustering__tau_c": [0.2, 1.0]}, cv=2).fit(X)
     assert np.isfinite(label_free.cv_results_["mean_test_score"]).all()
 
