@@ -78,6 +78,13 @@ def load_digits_features() -> Dataset:
     return Dataset("digits", X.astype(np.float32), y, "scikit-learn digits, 8x8 pixels, 64-d")
 
 
+def load_digits_images() -> Dataset:
+    """scikit-learn's digits as 8x8 grey images, floats in [0, 1] (1797 x 8 x 8)."""
+    data = load_digits_features()
+    images = (data.X / 16.0).reshape(-1, 8, 8).astype(np.float32)
+    return Dataset("digits-images", images, data.y, "scikit-learn digits as 8x8 grey images")
+
+
 # ------------------------------------------------------------ Fashion-MNIST
 
 
@@ -127,6 +134,12 @@ def load_fashion_mnist_pixels(split: str = "test") -> Dataset:
     images, labels = load_fashion_mnist(split)
     X = images.reshape(len(images), -1).astype(np.float32) / 255.0
     return Dataset(f"fashion-mnist-{split}-pixels", X, labels, "Fashion-MNIST raw pixels, 784-d")
+
+
+def load_fashion_mnist_images(split: str = "test") -> Dataset:
+    """Fashion-MNIST as uint8 grey images (N x 28 x 28), for image mode."""
+    images, labels = load_fashion_mnist(split)
+    return Dataset(f"fashion-mnist-{split}-images", images, labels, "Fashion-MNIST 28x28 images")
 
 
 def _efficientnet_embed(images: np.ndarray, size: int, batch_size: int = 128) -> np.ndarray:
@@ -249,4 +262,7 @@ BENCHMARK_DATASETS = {
     "bbc-news-minilm": load_bbc_news_minilm,
     "fashion-mnist-pixels": load_fashion_mnist_pixels,
     "imbalanced-blobs": make_imbalanced_blobs,
+    # Image mode: the encoder is trained end to end on the images themselves.
+    "digits-images": load_digits_images,
+    "fashion-mnist-images": load_fashion_mnist_images,
 }

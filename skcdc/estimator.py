@@ -6,6 +6,7 @@ import copy
 import inspect
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from numbers import Integral, Real
@@ -29,14 +30,30 @@ from . import persistence
 from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar
 from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
-from .networks import InputScaler, SelectHead, VectorCDCNetwork
-from .views import METRICS, NeighbourViews, knn_indices
+from .images import IMAGE_LAYOUTS, is_image_input, load_images
+from .networks import (
+    BACKBONES,
+    ChannelNormalizer,
+    ImageCDCNetwork,
+    InputScaler,
+    SelectHead,
+    VectorCDCNetwork,
+)
+from .views import (
+    METRICS,
+    AugmentedViews,
+    NeighbourViews,
+    default_augmentation,
+    knn_indices,
+    to_float_images,
+)
 
 __all__ = ["CDCClustering"]
 
 # Rows per forward pass at prediction time: large enough to keep a GPU busy,
 # small enough that the activations of the default network stay in the tens of MB.
 _PREDICT_BATCH = 4096
+_PREDICT_BATCH_IMAGES = 512
 
 
 class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -54,6 +71,42 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     ----------
     n_clusters : int, default=8
         Number of clusters, the width of the categorical part.
+    mode : {"auto", "features", "images"}, default="auto"
+        ``"features"``: X is a table (n_samples, n_features), e.g. precomputed
+        embeddings; positives are nearest neighbours and only the network on
+        top of the features is trained. ``"images"``: X holds images (see
+        ``image_layout``), a ``torch.utils.data.Dataset`` of images or
+        ``(image, label)`` pairs, or the path of an ``ImageFolder`` folder;
+        positives are two augmentations of each image and the whole encoder
+        is trained. ``"auto"`` picks images for 3-D/4-D arrays, datasets and
+        paths, features for 2-D tables.
+    image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
+        Channel axis of 4-D image arrays: (N, C, H, W) or (N, H, W, C), with C
+        of 1 or 3. ``"auto"`` tells it from the shape and asks for this
+        parameter when both axes 1 and 3 could be channels. (N, H, W) arrays
+        are grey images. uint8 images are read as 0-255, float ones must lie
+        in [0, 1].
+    augmentation : "auto" or callable, default="auto"
+        Image mode: maps one float image (C, H, W) in [0, 1] to an augmented
+        one of the same size, e.g. a ``torchvision.transforms.v2.Compose``.
+        ``"auto"`` chooses by resolution
+        (:func:`skcdc.views.default_augmentation`): gentle crops and affine
+        moves under 32 px, SimCLR's CIFAR recipe from 32 px, the full SimCLR
+        recipe from 96 px.
+    backbone : str or nn.Module class, default="auto"
+        Image mode encoder: ``"small_cnn"``, ``"resnet18"``, ``"resnet34"``,
+        ``"resnet50"`` (torchvision, random weights, small-image stem up to
+        32 px), ``"auto"`` (the small CNN up to 32 px, ResNet-18 above) or a
+        module class mapping (B, C, H, W) to (B, F), built with
+        ``network_kwargs["backbone_kwargs"]``.
+    backbone_weights : dict, str, path-like or None, default=None
+        Image mode: a state dict for the backbone (pretrained weights you
+        supply; nothing is downloaded), or a file of one, read with
+        ``torch.load(weights_only=True)``.
+    freeze_backbone : bool, default=False
+        Image mode: keep the backbone fixed and train the heads only.
+    num_workers : int, default=0
+        DataLoader workers that decode a dataset or an image folder.
     tau_c : float, default=0.2
         Temperature of the categorical part of the joint similarity. A negative
         in the anchor's cluster has its weight multiplied (``"hard"``) or
@@ -66,8 +119,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         ``"debiased"`` treats them as likely false negatives and weighs them
         less, which groups similar samples; it is the default because it
         clusters better on every data set we measured (``docs/method.md``).
-    equipartition : {"entropy", "sinkhorn", "none"}, default="entropy"
-        How the equal-cluster-size constraint enters. ``"sinkhorn"``: the
+    equipartition : {"auto", "entropy", "sinkhorn", "none"}, default="auto"
+        How the equal-cluster-size constraint enters. ``"auto"``:
+        ``"entropy"`` in frozen-feature mode, ``"sinkhorn"`` in image mode,
+        where an encoder trained end to end can buy a lower contrastive loss
+        by putting every sample in one cluster (with debiased weighting all
+        negatives then weigh less) and only the hard constraint holds it back
+        (``docs/method.md``). ``"sinkhorn"``: the
         categorical part is the log-domain Sinkhorn assignment of each batch
         (hard constraint). ``"entropy"``: it is ``softmax(logits)`` and the
         entropy of the batch's mean assignment is rewarded (soft constraint,
@@ -168,9 +226,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Cluster probabilities (``softmax(logits)``) of the training samples.
     instance_embedding_ : ndarray of shape (n_samples, instance_dim)
         L2-normalised instance part of the training samples.
-    cluster_centers_ : ndarray of shape (n_clusters, n_features_in_)
+    cluster_centers_ : ndarray of shape (n_clusters, n_features_in_) or (n_clusters, C, H, W)
         Mean of the training samples of each cluster, in input space (an
-        empty cluster gets the probability-weighted mean).
+        empty cluster gets the probability-weighted mean); in image mode the
+        mean image, pixels in [0, 1].
+    image_shape_ : tuple of int
+        Image mode only: (C, H, W) of the training images; ``predict`` asks
+        for the same.
     history_ : pandas.DataFrame
         One row per epoch: ``phase`` (``"init"``, ``"cdc"`` or ``"self-labelling"``),
         ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
@@ -213,10 +275,17 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "mode": [StrOptions({"auto", "features", "images"})],
+        "image_layout": [StrOptions(set(IMAGE_LAYOUTS))],
+        "augmentation": [StrOptions({"auto"}), callable],
+        "backbone": [StrOptions(set(BACKBONES)), type],
+        "backbone_weights": [dict, str, os.PathLike, None],
+        "freeze_backbone": ["boolean"],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
         "tau_c": [Interval(Real, 0, None, closed="neither")],
         "tau_z": [Interval(Real, 0, None, closed="neither")],
         "negative_weighting": [StrOptions(set(NEGATIVE_WEIGHTINGS))],
-        "equipartition": [StrOptions(set(EQUIPARTITIONS))],
+        "equipartition": [StrOptions({"auto", *EQUIPARTITIONS})],
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
         "sinkhorn_epsilon": [Interval(Real, 0, None, closed="neither")],
         "sinkhorn_iterations": [Interval(Integral, 1, None, closed="left")],
@@ -250,10 +319,17 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self,
         n_clusters: int = 8,
         *,
+        mode: str = "auto",
+        image_layout: str = "auto",
+        augmentation: str | Callable[[torch.Tensor], torch.Tensor] = "auto",
+        backbone: str | type[nn.Module] = "auto",
+        backbone_weights: dict | str | os.PathLike | None = None,
+        freeze_backbone: bool = False,
+        num_workers: int = 0,
         tau_c: float = 0.2,
         tau_z: float = 0.2,
         negative_weighting: str = "debiased",
-        equipartition: str = "entropy",
+        equipartition: str = "auto",
         entropy_weight: float = 1.0,
         sinkhorn_epsilon: float = 0.5,
         sinkhorn_iterations: int = 3,
@@ -283,6 +359,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         verbose: int = 0,
     ) -> None:
         self.n_clusters = n_clusters
+        self.mode = mode
+        self.image_layout = image_layout
+        self.augmentation = augmentation
+        self.backbone = backbone
+        self.backbone_weights = backbone_weights
+        self.freeze_backbone = freeze_backbone
+        self.num_workers = num_workers
         self.tau_c = tau_c
         self.tau_z = tau_z
         self.negative_weighting = negative_weighting
@@ -335,24 +418,36 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        n_samples = X.shape[0]
-        if self.n_clusters > n_samples:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}: "
-                "lower n_clusters or pass more samples."
-            )
         device = _resolve_device(self.device)
         random_state = check_random_state(self.random_state)
-        # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
-        data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
-        # The neighbour graph is deterministic: one search serves every run.
-        views = NeighbourViews(data, self.n_neighbors, metric=self.metric, noise=self.feature_noise)
+        if self._image_mode(X):
+            X = load_images(X, layout=self.image_layout, num_workers=self.num_workers)
+            self._check_n_clusters(X.shape[0])
+            for attribute in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(attribute, None)
+            self.image_shape_ = tuple(X.shape[1:])
+            augmentation = (
+                default_augmentation(*self.image_shape_)
+                if isinstance(self.augmentation, str)
+                else self.augmentation
+            )
+            # Images move to the GPU once, as uint8, so batches never cross the bus.
+            views = AugmentedViews(X.to(device), augmentation, device)
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            self._check_n_clusters(X.shape[0])
+            self.__dict__.pop("image_shape_", None)
+            # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
+            data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
+            # The neighbour graph is deterministic: one search serves every run.
+            views = NeighbourViews(
+                data, self.n_neighbors, metric=self.metric, noise=self.feature_noise
+            )
         best, stop_reason = None, None
         for run_index in range(self.n_init):
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             try:
-                run = self._train_once(X, data, views, device, seed, run_index)
+                run = self._train_once(X, views, device, seed, run_index)
             except KeyboardInterrupt:
                 # Interrupted before this run finished an epoch: keep the earlier runs.
                 if best is None:
@@ -374,36 +469,66 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.categorical_embedding_ = _softmax(best.logits)
         self.instance_embedding_ = best.z
         self.labels_ = best.logits.argmax(axis=1)
-        self.cluster_centers_ = _cluster_centers(X, self.labels_, self.categorical_embedding_)
+        self.cluster_centers_ = _cluster_centers(
+            _flat(X), self.labels_, self.categorical_embedding_
+        ).reshape(-1, *X.shape[1:])
         self._warn_stopped(stop_reason)
         self._warn_collapse()
         return self
 
+    def _image_mode(self, X: Any) -> bool:
+        if self.mode == "auto":
+            return is_image_input(X)
+        return self.mode == "images"
+
+    def _check_n_clusters(self, n_samples: int) -> None:
+        if self.n_clusters > n_samples:
+            raise ValueError(
+                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}: "
+                "lower n_clusters or pass more samples."
+            )
+
+    def _build_network(self, X: np.ndarray | torch.Tensor) -> nn.Module:
+        """Input normalisation followed by the (default or user's) network."""
+        network_cls, network_kwargs = self._network_spec(image=isinstance(X, torch.Tensor))
+        if isinstance(X, torch.Tensor):
+            return nn.Sequential(
+                ChannelNormalizer.from_images(X),
+                network_cls(
+                    in_channels=X.shape[1],
+                    image_size=tuple(X.shape[2:]),
+                    n_clusters=self.n_clusters,
+                    instance_dim=self.instance_dim,
+                    **network_kwargs,
+                ),
+            )
+        return nn.Sequential(
+            InputScaler.from_data(torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)),
+            network_cls(
+                in_features=X.shape[1],
+                n_clusters=self.n_clusters,
+                instance_dim=self.instance_dim,
+                **network_kwargs,
+            ),
+        )
+
     def _train_once(
         self,
-        X: np.ndarray,
-        data: torch.Tensor,
-        views: NeighbourViews,
+        X: np.ndarray | torch.Tensor,
+        views: NeighbourViews | AugmentedViews,
         device: torch.device,
         seed: int,
         run_index: int = 0,
     ) -> _Run:
         """One training from ``seed``: the network, its history and its labels."""
-        network_cls, network_kwargs = self._network_spec()
         # Forking the RNG keeps the user's global torch random state untouched
-        # while the network's initialisation draws from our seed.
+        # while the network's initialisation (and the augmentations) draw from our seed.
         fork_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            network = nn.Sequential(
-                InputScaler.from_data(data),
-                network_cls(
-                    in_features=X.shape[1],
-                    n_clusters=self.n_clusters,
-                    instance_dim=self.instance_dim,
-                    **network_kwargs,
-                ),
-            ).to(device)
+            network = self._build_network(X).to(device)
+            if device.type == "cuda" and isinstance(X, torch.Tensor):
+                network = network.to(memory_format=torch.channels_last)
             engine = self._make_engine(network, X, views, device, seed)
             self._attach_checkpoint(engine, X, seed, run_index)
             engine.fit()
@@ -412,7 +537,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         best_head = int(np.argmin(engine.head_losses))
         network.append(SelectHead(best_head))
         logits, z = _forward(network, X)
-        score = _neighbour_agreement(logits.argmax(axis=1), views.neighbors.cpu().numpy())
+        neighbors = (
+            views.neighbors.cpu().numpy()
+            if isinstance(views, NeighbourViews)
+            else _embedding_neighbors(z, self.n_neighbors)
+        )
+        score = _neighbour_agreement(logits.argmax(axis=1), neighbors)
         history = pd.DataFrame(engine.logs)
         return _Run(network, best_head, history, logits, z, score, engine.stop_reason)
 
@@ -482,18 +612,24 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             stacklevel=3,
         )
 
-    def _network_spec(self) -> tuple[type[nn.Module], dict]:
+    def _network_spec(self, image: bool = False) -> tuple[type[nn.Module], dict]:
         kwargs = dict(self.network_kwargs or {})
         if isinstance(self.network, str):
-            kwargs.setdefault("hidden_dim", self.hidden_dim)
             kwargs.setdefault("n_heads", self.n_heads)
+            if image:
+                kwargs.setdefault("backbone", self.backbone)
+                kwargs.setdefault("backbone_weights", self.backbone_weights)
+                kwargs.setdefault("freeze_backbone", self.freeze_backbone)
+                return ImageCDCNetwork, kwargs
+            kwargs.setdefault("hidden_dim", self.hidden_dim)
             return VectorCDCNetwork, kwargs
         if not issubclass(self.network, nn.Module):
             raise TypeError(
                 f"network must be 'auto' or a torch.nn.Module subclass, got {self.network!r}."
             )
         accepted = inspect.signature(self.network).parameters
-        needed = {"in_features", "n_clusters", "instance_dim"}
+        needed = {"n_clusters", "instance_dim"}
+        needed |= {"in_channels", "image_size"} if image else {"in_features"}
         takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
         if not takes_kwargs and not needed <= set(accepted):
             raise TypeError(
@@ -502,11 +638,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return self.network, kwargs
 
-    def _criterion(self) -> CDCLoss:
+    def _criterion(self, image: bool) -> CDCLoss:
+        equipartition = self.equipartition
+        if equipartition == "auto":
+            equipartition = "sinkhorn" if image else "entropy"
         return CDCLoss(
             tau_c=self.tau_c,
             tau_z=self.tau_z,
-            equipartition=self.equipartition,
+            equipartition=equipartition,
             sinkhorn_epsilon=self.sinkhorn_epsilon,
             sinkhorn_iterations=self.sinkhorn_iterations,
             entropy_weight=self.entropy_weight,
@@ -523,7 +662,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             # whichever local optimum a random head falls into.
             targets = _kmeans_targets(X, self.n_clusters, self.metric, seed, device)
             phases.append(Phase("init", PseudoLabelLoss(targets), self.init_epochs))
-        phases.append(Phase("cdc", self._criterion(), self.epochs))
+        phases.append(Phase("cdc", self._criterion(isinstance(X, torch.Tensor)), self.epochs))
         if self.self_labelling_epochs > 0:
             # Only sharpens the categorical head: same views, same optimiser
             # state, a different loss.
@@ -539,8 +678,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     def _make_engine(
         self,
         network: nn.Module,
-        X: np.ndarray,
-        views: NeighbourViews,
+        X: np.ndarray | torch.Tensor,
+        views: NeighbourViews | AugmentedViews,
         device: torch.device,
         seed: int,
     ) -> Engine:
@@ -569,10 +708,23 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ inference
 
-    def _validated_forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _validated_forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, Any]:
         """Logits, instance vectors and the validated X itself."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        if hasattr(self, "image_shape_"):
+            if not self._image_mode(X) and getattr(X, "ndim", None) == 2:
+                raise ValueError(
+                    f"This CDCClustering was fitted on images of shape {self.image_shape_} "
+                    "(C, H, W); pass images, not a 2-D table."
+                )
+            X = load_images(X, layout=self.image_layout, num_workers=self.num_workers)
+            if tuple(X.shape[1:]) != self.image_shape_:
+                raise ValueError(
+                    f"Images have shape {tuple(X.shape[1:])} (C, H, W) but CDCClustering was "
+                    f"fitted on {self.image_shape_}; resize them to the training size."
+                )
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         logits, z = _forward(self.network_, X)
         return logits, z, X
 
@@ -607,7 +759,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             Rows sum to 1.
         """
         logits, _, X = self._validated_forward(X)
-        return _softmax(logits).astype(X.dtype, copy=False)
+        return _softmax(logits).astype(_output_dtype(X), copy=False)
 
     def transform(self, X: Any) -> np.ndarray:
         """The disentangled representation of X.
@@ -626,7 +778,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ``instance<j>``.
         """
         logits, z, X = self._validated_forward(X)
-        return np.hstack([_softmax(logits), z]).astype(X.dtype, copy=False)
+        return np.hstack([_softmax(logits), z]).astype(_output_dtype(X), copy=False)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the columns of :meth:`transform`.
@@ -667,13 +819,19 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        logits, _, X = self._validated_forward(X)
-        n_neighbors = min(self.n_neighbors, X.shape[0] - 1)
-        if n_neighbors < 1:
+        logits, z, X = self._validated_forward(X)
+        if isinstance(X, torch.Tensor):
+            neighbors = _embedding_neighbors(z, self.n_neighbors)
+        else:
+            n_neighbors = min(self.n_neighbors, X.shape[0] - 1)
+            if n_neighbors < 1:
+                return 0.0
+            data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32)
+            neighbors = knn_indices(data, data, n_neighbors, metric=self.metric, exclude_self=True)
+            neighbors = neighbors.numpy()
+        if neighbors.shape[1] < 1:
             return 0.0
-        data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32)
-        neighbors = knn_indices(data, data, n_neighbors, metric=self.metric, exclude_self=True)
-        return _neighbour_agreement(logits.argmax(axis=1), neighbors.numpy())
+        return _neighbour_agreement(logits.argmax(axis=1), neighbors)
 
     # -------------------------------------------------------------- plumbing
 
@@ -729,19 +887,41 @@ def _dominant_share(n_clusters: int) -> float:
     return 0.9 if n_clusters == 2 else 0.5
 
 
-def _forward(network: nn.Module, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and instance vectors of validated X, in evaluation mode."""
+def _forward(network: nn.Module, X: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and instance vectors of validated X (a table or images), in evaluation mode."""
     device = _module_device(network)
+    step = _PREDICT_BATCH_IMAGES if isinstance(X, torch.Tensor) else _PREDICT_BATCH
     logits, instances = [], []
     network.eval()
     with torch.inference_mode():
-        for start in range(0, X.shape[0], _PREDICT_BATCH):
-            block = np.ascontiguousarray(X[start : start + _PREDICT_BATCH])
-            block = torch.tensor(block, dtype=torch.float32, device=device)
+        for start in range(0, X.shape[0], step):
+            if isinstance(X, torch.Tensor):
+                block = to_float_images(X[start : start + step].to(device))
+            else:
+                block = np.ascontiguousarray(X[start : start + step])
+                block = torch.tensor(block, dtype=torch.float32, device=device)
             l, z = network(block)
             logits.append(l.float().cpu().numpy())
             instances.append(z.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(instances)
+
+
+def _embedding_neighbors(z: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Nearest neighbours among L2-normalised instance vectors (image mode's graph)."""
+    n_neighbors = min(n_neighbors, z.shape[0] - 1)
+    data = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+    return knn_indices(data, data, n_neighbors, exclude_self=True).numpy()
+
+
+def _flat(X: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Samples as rows: images flattened to float32 pixels in [0, 1]."""
+    if isinstance(X, torch.Tensor):
+        return to_float_images(X).flatten(1).numpy()
+    return X
+
+
+def _output_dtype(X: np.ndarray | torch.Tensor) -> np.dtype:
+    return np.dtype(np.float32) if isinstance(X, torch.Tensor) else X.dtype
 
 
 def _neighbour_agreement(labels: np.ndarray, neighbors: np.ndarray) -> float:
@@ -774,6 +954,7 @@ def _kmeans_targets(
     X: np.ndarray, n_clusters: int, metric: str, seed: int, device: torch.device
 ) -> torch.Tensor:
     """k-means labels of X under the neighbour metric, as warm-start targets."""
+    X = _flat(X)
     data = normalize(X) if metric == "cosine" else X
     labels = KMeans(n_clusters, n_init=3, random_state=seed).fit_predict(data)
     return torch.as_tensor(labels, dtype=torch.long, device=device)

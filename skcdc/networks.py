@@ -6,6 +6,9 @@ whose constructor accepts the keyword arguments ``in_features``,
 ``network_kwargs``) and whose ``forward(x)`` returns ``(logits, z)``: the
 categorical logits of shape (B, n_clusters) and the instance vectors of shape
 (B, instance_dim), L2-normalised.
+
+In image mode the network class receives ``in_channels`` and ``image_size``
+(a (height, width) pair) instead of ``in_features``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CDCHeads", "InputScaler", "MLPEncoder", "SelectHead", "VectorCDCNetwork"]
+__all__ = [
+    "BACKBONES",
+    "CDCHeads",
+    "ChannelNormalizer",
+    "ImageCDCNetwork",
+    "InputScaler",
+    "MLPEncoder",
+    "SelectHead",
+    "SmallCNN",
+    "VectorCDCNetwork",
+]
+
+BACKBONES = ("auto", "small_cnn", "resnet18", "resnet34", "resnet50")
 
 
 class InputScaler(nn.Module):
@@ -39,6 +54,83 @@ class InputScaler(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.scale
+
+
+class ChannelNormalizer(nn.Module):
+    """Standardises each channel of float images with the training set's statistics."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1))
+        self.register_buffer("std", std.reshape(1, -1, 1, 1))
+
+    @classmethod
+    def from_images(cls, images: torch.Tensor, chunk: int = 4096) -> ChannelNormalizer:
+        """Fit on (N, C, H, W) images (uint8 0-255 or float 0-1), in chunks."""
+        total = torch.zeros(images.shape[1], dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        for start in range(0, images.shape[0], chunk):
+            block = images[start : start + chunk].double()
+            if images.dtype == torch.uint8:
+                block = block / 255
+            total += block.sum(dim=(0, 2, 3)).cpu()
+            squares += block.pow(2).sum(dim=(0, 2, 3)).cpu()
+        count = images.shape[0] * images.shape[2] * images.shape[3]
+        mean = total / count
+        std = (squares / count - mean.pow(2)).clamp_min(0).sqrt().clamp_min(1e-3)
+        return cls(mean.float(), std.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class SmallCNN(nn.Sequential):
+    """A small convolutional encoder for images up to about 32 px.
+
+    Four 3x3 convolution blocks (widths ``width`` to ``8 * width``, the last
+    three with stride 2), batch norm, ReLU, then global average pooling.
+    About 0.4 M parameters at the default width.
+
+    Parameters
+    ----------
+    in_channels : int
+        1 for grey, 3 for RGB.
+    width : int, default=32
+        Channels of the first block.
+    """
+
+    def __init__(self, in_channels: int, width: int = 32) -> None:
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i, out in enumerate((width, 2 * width, 4 * width, 8 * width)):
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            channels = out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        super().__init__(*layers)
+        self.out_features = channels
+
+
+def resnet_backbone(name: str, in_channels: int, small_images: bool) -> nn.Module:
+    """A torchvision ResNet without its classifier (random weights, nothing downloaded).
+
+    ``small_images`` swaps the 7x7 stride-2 stem and max-pool for one 3x3
+    stride-1 convolution, the usual change for 32 px images (SimCLR on CIFAR).
+    """
+    from torchvision import models
+
+    network = getattr(models, name)(weights=None)
+    if small_images:
+        network.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        network.maxpool = nn.Identity()
+    elif in_channels != 3:
+        network.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    network.out_features = network.fc.in_features
+    network.fc = nn.Identity()
+    return network
 
 
 class MLPEncoder(nn.Sequential):
@@ -153,3 +245,91 @@ class VectorCDCNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.heads(self.encoder(x))
+
+
+class ImageCDCNetwork(nn.Module):
+    """The default network for images (image mode): a backbone and the two heads.
+
+    Parameters
+    ----------
+    in_channels : int
+        1 for grey, 3 for RGB.
+    image_size : tuple of int
+        (height, width) of the images.
+    n_clusters, instance_dim : int
+        Widths of the categorical and instance heads.
+    backbone : str or nn.Module class, default="auto"
+        ``"small_cnn"`` (:class:`SmallCNN`), ``"resnet18"``, ``"resnet34"``,
+        ``"resnet50"`` (torchvision, with the small-image stem up to 32 px),
+        ``"auto"`` (the small CNN up to 32 px, ResNet-18 above), or a module
+        class built with ``backbone_kwargs`` that maps (B, C, H, W) to (B, F).
+    backbone_kwargs : dict, default=None
+        Arguments of a backbone class (or ``width`` of the small CNN).
+    backbone_weights : dict or path-like, default=None
+        A state dict for the backbone (e.g. pretrained weights you
+        downloaded), or a file of one read with ``torch.load(weights_only=True)``.
+    freeze_backbone : bool, default=False
+        Keep the backbone's weights (and batch-norm statistics) fixed and
+        train the heads only.
+    n_heads : int, default=1
+        Categorical heads, see :class:`CDCHeads`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: tuple[int, int],
+        n_clusters: int,
+        instance_dim: int,
+        backbone: str | type[nn.Module] = "auto",
+        backbone_kwargs: dict | None = None,
+        backbone_weights: dict | str | None = None,
+        freeze_backbone: bool = False,
+        n_heads: int = 1,
+    ) -> None:
+        super().__init__()
+        self.backbone = _make_backbone(backbone, in_channels, image_size, backbone_kwargs or {})
+        if backbone_weights is not None:
+            if not isinstance(backbone_weights, dict):
+                backbone_weights = torch.load(backbone_weights, map_location="cpu", weights_only=True)
+            self.backbone.load_state_dict(backbone_weights)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+        out_features = _output_width(self.backbone, in_channels, image_size)
+        self.heads = CDCHeads(out_features, n_clusters, instance_dim, n_heads)
+
+    def train(self, mode: bool = True) -> ImageCDCNetwork:
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()  # frozen means the batch-norm statistics too
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(self.backbone(x).flatten(1))
+
+
+def _make_backbone(
+    backbone: str | type[nn.Module], in_channels: int, image_size: tuple[int, int], kwargs: dict
+) -> nn.Module:
+    small = max(image_size) <= 32
+    if isinstance(backbone, str):
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES} or a module class; got {backbone!r}.")
+        if backbone == "small_cnn" or (backbone == "auto" and small):
+            return SmallCNN(in_channels, **kwargs)
+        return resnet_backbone("resnet18" if backbone == "auto" else backbone, in_channels, small)
+    return backbone(**kwargs)
+
+
+def _output_width(backbone: nn.Module, in_channels: int, image_size: tuple[int, int]) -> int:
+    """Width of a backbone's flattened output, read off one forward pass."""
+    width = getattr(backbone, "out_features", None)
+    if isinstance(width, int):
+        return width
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        out = backbone(torch.zeros(1, in_channels, *image_size))
+    backbone.train(was_training)
+    return out.flatten(1).shape[1]

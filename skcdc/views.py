@@ -2,15 +2,20 @@
 
 For vector input (frozen-feature mode) the positive of a sample is one of its
 ``k`` nearest neighbours in the input space, the practice of SCAN and TEMI,
-with optional Gaussian feature noise on both members.
+with optional Gaussian feature noise on both members. For images (image mode)
+the two members are two random augmentations of the same image, made with
+``torchvision.transforms.v2``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
-__all__ = ["METRICS", "NeighbourViews", "knn_indices"]
+__all__ = ["METRICS", "AugmentedViews", "NeighbourViews", "default_augmentation", "knn_indices"]
 
 METRICS = ("euclidean", "cosine")
 
@@ -121,3 +126,89 @@ class NeighbourViews:
 
 def _device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
+
+
+def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
+    """The augmentation recipe for images of this size, on float tensors in [0, 1].
+
+    - under 32 px (digits, MNIST-like): gentle crops (60-100% of the area) and
+      small affine moves, brightness/contrast jitter; no flips, which would
+      turn some digits into others;
+    - 32 to 95 px: the CIFAR recipe of SimCLR (crops of 20-100%, flips,
+      colour jitter 0.4, 20% grey);
+    - 96 px and up: the full SimCLR recipe (crops of 8-100%, flips, colour
+      jitter 0.8, 20% grey, Gaussian blur).
+
+    Colour jitter of saturation and hue, and greying, only apply to RGB.
+    """
+    size = (height, width)
+    rgb = channels == 3
+    if max(height, width) < 32:
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25), antialias=True),
+                v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
+                v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4)], p=0.8),
+            ]
+        )
+    strength, scale = (0.4, (0.2, 1.0)) if max(height, width) < 96 else (0.8, (0.08, 1.0))
+    jitter = (
+        v2.ColorJitter(strength, strength, strength, strength / 4)
+        if rgb
+        else v2.ColorJitter(brightness=strength, contrast=strength)
+    )
+    steps = [
+        v2.RandomResizedCrop(size, scale=scale, antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([jitter], p=0.8),
+    ]
+    if rgb:
+        steps.append(v2.RandomGrayscale(p=0.2))
+    if max(height, width) >= 96:
+        kernel = 2 * (max(height, width) // 20) + 1  # about 10% of the side, odd
+        steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5))
+    return v2.Compose(steps)
+
+
+class AugmentedViews:
+    """Positive pairs from two random augmentations of each image.
+
+    Parameters
+    ----------
+    images : Tensor of shape (N, C, H, W)
+        uint8 (0-255) or float (0-1) images, on the CPU or the training device.
+    augmentation : callable
+        Maps one float image (C, H, W) in [0, 1] to an augmented image of the
+        same size. Applied to each image of the batch separately, so every
+        sample gets its own random parameters; it runs on the device where the
+        images are (the GPU when they are stored there). Its randomness comes
+        from torch's global generator, which the estimator seeds.
+    device : torch.device
+        Where the views are returned.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        augmentation: Callable[[torch.Tensor], torch.Tensor],
+        device: torch.device,
+    ) -> None:
+        self.images = images
+        self.augmentation = augmentation
+        self.device = device
+
+    def __call__(
+        self, index: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two views of the images ``index``, as float tensors in [0, 1]."""
+        batch = to_float_images(self.images[index.to(self.images.device)].to(self.device))
+        view_a = torch.stack([self.augmentation(image) for image in batch])
+        view_b = torch.stack([self.augmentation(image) for image in batch])
+        return view_a, view_b
+
+
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float in [0, 1]; float images unchanged."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    return images.float()

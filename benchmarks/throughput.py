@@ -1,0 +1,74 @@
+"""Training throughput of image mode per backbone, on this machine.
+
+    python benchmarks/throughput.py                    # writes docs/throughput.md
+
+Each row fits ``CDCClustering`` for two epochs on N random uint8 images (the
+content does not change the cost) and reports the second epoch: images per
+second, each image giving two augmented views, augmentation and the backward
+pass included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skcdc import CDCClustering
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CASES = [  # backbone, (H, W, C), images
+    ("small_cnn", (28, 28, 1), 2048),
+    ("small_cnn", (32, 32, 3), 2048),
+    ("resnet18", (32, 32, 3), 512),
+    ("resnet34", (32, 32, 3), 256),
+    ("resnet50", (32, 32, 3), 256),
+    ("resnet18", (96, 96, 3), 256),
+]
+
+
+def measure(backbone: str, shape: tuple[int, int, int], n_images: int, device: str) -> float:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n_images, *shape), dtype=np.uint8)
+    if shape[2] == 1:
+        images = images[..., 0]
+    model = CDCClustering(
+        10, backbone=backbone, epochs=2, batch_size=128, device=device, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random images: collapse warnings are expected
+        model.fit(images)
+    seconds = model.history_["time"].iloc[-1]
+    return (n_images // 128 * 128) / seconds
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "throughput.md")
+    args = parser.parse_args(argv)
+    lines = [
+        "| backbone | images | training images/s |",
+        "|---|---|---|",
+    ]
+    for backbone, shape, n_images in CASES:
+        rate = measure(backbone, shape, n_images, args.device)
+        line = f"| {backbone} | {shape[0]}x{shape[1]}x{shape[2]} | {rate:.0f} |"
+        print(line, flush=True)
+        lines.append(line)
+    args.out.write_text(
+        "# Image-mode training throughput\n\n"
+        f"`python benchmarks/throughput.py --device {args.device}` on "
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch "
+        f"{torch.__version__}, device {args.device}. Batch 128, default augmentation, "
+        "second of two epochs; each image gives two views.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Image mode: every input kind, layouts, backbones, augmentations (tiny images, CPU)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import adjusted_rand_score
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from skcdc import CDCClustering
+from skcdc.images import load_images
+from skcdc.views import default_augmentation
+
+TINY = dict(epochs=2, batch_size=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    """48 grey 12x12 images of three kinds: a bright square, a bar, a ring; labels."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((48, 12, 12), dtype=np.uint8)
+    labels = np.arange(48) % 3
+    for i, label in enumerate(labels):
+        dx, dy = rng.integers(-1, 2, size=2)
+        if label == 0:
+            images[i, 3 + dy : 9 + dy, 3 + dx : 9 + dx] = 255
+        elif label == 1:
+            images[i, :, 5 + dx : 7 + dx] = 255
+        else:
+            images[i, 2:10, 2:10] = 255
+            images[i, 4:8, 4:8] = 0
+    images = np.clip(images.astype(int) + rng.integers(0, 30, images.shape), 0, 255)
+    return images.astype(np.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def fitted_images(shapes):
+    images, _ = shapes
+    return CDCClustering(3, **TINY).fit(images)
+
+
+def test_grey_arrays_fit_and_predict(shapes, fitted_images):
+    images, _ = shapes
+    model = fitted_images
+    assert model.image_shape_ == (1, 12, 12)
+    assert not hasattr(model, "n_features_in_")
+    assert model.labels_.shape == (48,)
+    np.testing.assert_array_equal(model.predict(images), model.labels_)
+    proba = model.predict_proba(images[:5])
+    assert proba.shape == (5, 3) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert model.transform(images[:5]).shape == (5, 3 + model.instance_dim)
+    assert model.cluster_centers_.shape == (3, 1, 12, 12)
+    assert 0 <= model.score(images) <= np.log(3) + 1e-9
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda x: x[:, None],  # (N, C, H, W)
+        lambda x: x[..., None],  # (N, H, W, C)
+        lambda x: np.repeat(x[..., None], 3, axis=3),  # RGB, channels last
+        lambda x: x.astype(np.float32) / 255,  # float in [0, 1]
+        lambda x: torch.from_numpy(x),  # torch tensor
+    ],
+    ids=["NCHW", "NHWC", "RGB-NHWC", "float", "torch"],
+)
+def test_every_array_layout_is_read(shapes, convert):
+    images, _ = shapes
+    converted = convert(images)
+    tensor = load_images(converted)
+    assert tensor.ndim == 4 and tensor.shape[0] == 48 and tensor.shape[2:] == (12, 12)
+    model = CDCClustering(3, **{**TINY, "epochs": 1}).fit(converted)
+    assert model.predict(converted).shape == (48,)
+
+
+def test_layouts_agree(shapes):
+    images, _ = shapes
+    first = load_images(images[:, None])
+    last = load_images(images[..., None])
+    torch.testing.assert_close(first, last)
+    rgb = np.repeat(images[..., None], 3, axis=3)
+    torch.testing.assert_close(
+        load_images(rgb), load_images(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)))
+    )
+
+
+def test_ambiguous_layout_asks_for_image_layout():
+    images = np.zeros((10, 3, 8, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="image_layout='channels_first'"):
+        CDCClustering(2, **TINY).fit(images)
+    model = CDCClustering(2, image_layout="channels_last", **{**TINY, "epochs": 1})
+    assert model.fit(images).image_shape_ == (3, 3, 8)
+
+
+def test_float_images_outside_unit_range_are_refused(shapes):
+    images, _ = shapes
+    with pytest.raises(ValueError, match=r"\[0, 1\].*255"):
+        CDCClustering(3, **TINY).fit(images.astype(np.float64))
+
+
+class ShapesDataset(Dataset):
+    def __init__(self, images, labels=None, pil=False, sizes=None):
+        self.images, self.labels, self.pil, self.sizes = images, labels, pil, sizes
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = self.images[i]
+        if self.sizes is not None and i == len(self.images) - 1:
+            image = np.zeros(self.sizes, dtype=np.uint8)
+        image = Image.fromarray(image) if self.pil else torch.from_numpy(image)[None]
+        return image if self.labels is None else (image, int(self.labels[i]))
+
+
+@pytest.mark.parametrize("pil, with_labels", [(False, False), (True, True)])
+def test_torch_dataset_of_images_or_pairs(shapes, fitted_images, pil, with_labels):
+    images, labels = shapes
+    dataset = ShapesDataset(images, labels if with_labels else None, pil=pil)
+    torch.testing.assert_close(load_images(dataset), load_images(images))
+    model = CDCClustering(3, **TINY).fit(dataset)
+    # Same pixels, same seed: the same model as from the array.
+    np.testing.assert_array_equal(model.labels_, fitted_images.labels_)
+    np.testing.assert_array_equal(model.predict(dataset), fitted_images.predict(images))
+
+
+def test_image_folder(shapes, fitted_images, tmp_path):
+    images, labels = shapes
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / f"class{label}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    model = CDCClustering(3, **TINY).fit(str(tmp_path))
+    assert model.image_shape_ == (1, 12, 12)  # grey PNGs stay grey
+    assert model.predict(tmp_path).shape == (48,)
+
+
+def test_mixed_sizes_are_refused(shapes, tmp_path):
+    images, _ = shapes
+    with pytest.raises(ValueError, match="mixed sizes.*Resize"):
+        CDCClustering(3, **TINY).fit(ShapesDataset(images, sizes=(10, 12)))
+    (tmp_path / "a").mkdir()
+    Image.fromarray(images[0]).save(tmp_path / "a" / "0.png")
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "a" / "1.png")
+    with pytest.raises(ValueError, match="mixed sizes"):
+        CDCClustering(1, **TINY).fit(tmp_path)
+
+
+def test_missing_or_empty_folder_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        CDCClustering(2, **TINY).fit(str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="ImageFolder layout"):
+        CDCClustering(2, **TINY).fit(tmp_path)
+
+
+def test_wrong_image_size_or_a_table_at_predict(fitted_images, shapes):
+    images, _ = shapes
+    with pytest.raises(ValueError, match=r"fitted on \(1, 12, 12\)"):
+        fitted_images.predict(images[:, :10, :10])
+    with pytest.raises(ValueError, match="pass images, not a 2-D table"):
+        fitted_images.predict(images.reshape(48, -1))
+
+
+def test_image_mode_learns_the_three_shapes(shapes):
+    images, labels = shapes
+    model = CDCClustering(3, epochs=15, batch_size=16, random_state=0).fit(images)
+    assert adjusted_rand_score(labels, model.labels_) > 0.8
+
+
+def test_same_seed_same_labels_in_image_mode(shapes, fitted_images):
+    images, _ = shapes
+    again = CDCClustering(3, **TINY).fit(images)
+    np.testing.assert_array_equal(again.labels_, fitted_images.labels_)
+    np.testing.assert_allclose(again.transform(images), fitted_images.transform(images), atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
+def test_named_backbones_train(shapes, backbone):
+    images, _ = shapes
+    model = CDCClustering(3, backbone=backbone, **{**TINY, "epochs": 1}).fit(images[:32])
+    assert np.isfinite(model.transform(images[:4])).all()
+
+
+class TinyBackbone(nn.Module):
+    def __init__(self, width=6):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_user_backbone_class_weights_file_and_freezing(shapes, tmp_path):
+    images, _ = shapes
+    weights = TinyBackbone(width=5).state_dict()
+    path = tmp_path / "backbone.pt"
+    torch.save(weights, path)
+    model = CDCClustering(
+        3,
+        backbone=TinyBackbone,
+        backbone_weights=str(path),
+        freeze_backbone=True,
+        network_kwargs={"backbone_kwargs": {"width": 5}},
+        **TINY,
+    ).fit(images)
+    backbone = model.network_[1].backbone
+    for name, value in backbone.state_dict().items():
+        torch.testing.assert_close(value, weights[name])  # frozen: untouched
+    assert model.network_[1].heads.categorical.in_features == 5 * 2 * 2
+
+
+def test_fine_tuned_backbone_moves_from_the_given_weights(shapes):
+    images, _ = shapes
+    weights = TinyBackbone().state_dict()
+    model = CDCClustering(3, backbone=TinyBackbone, backbone_weights=weights, **TINY).fit(images)
+    trained = model.network_[1].backbone.state_dict()
+    assert not torch.allclose(trained["body.0.weight"], weights["body.0.weight"])
+
+
+def test_custom_augmentation_is_used(shapes):
+    images, _ = shapes
+    calls = []
+
+    def flip(image):
+        calls.append(image.shape)
+        return image.flip(-1)
+
+    CDCClustering(3, augmentation=flip, **{**TINY, "epochs": 1}).fit(images)
+    assert calls and calls[0] == (1, 12, 12)
+
+
+@pytest.mark.parametrize("size, channels", [(8, 1), (28, 1), (32, 3), (96, 3), (64, 1)])
+def test_default_augmentations_keep_size_and_range(size, channels):
+    augment = default_augmentation(channels, size, size)
+    image = torch.rand(channels, size, size)
+    out = augment(image)
+    assert out.shape == image.shape
+    assert out.min() >= 0 and out.max() <= 1
+    names = [type(t).__name__ for t in augment.transforms]
+    assert ("RandomHorizontalFlip" in names) == (size >= 32)
+
+
+def test_mode_features_refuses_images_and_mode_images_refuses_tables(shapes):
+    images, _ = shapes
+    with pytest.raises(ValueError, match="dim 3"):
+        CDCClustering(3, mode="features", **TINY).fit(images)
+    with pytest.raises(ValueError, match="got 2 dimensions"):
+        CDCClustering(3, mode="images", **TINY).fit(images.reshape(48, -1))
