@@ -1,8 +1,9 @@
-"""The ``skcdc`` command line.
+"""The ``skcdc`` command line: cluster a file of embeddings without writing code.
 
-``skcdc demo`` clusters scikit-learn's bundled digits with CDCClustering and
-with k-means and prints ACC, NMI and ARI for both. Exit codes: 0 ok,
-1 failure, 2 usage error (argparse's own).
+Commands: ``fit``, ``predict``, ``evaluate``, ``demo`` (``skcdc COMMAND --help``).
+Results go to stdout or to the ``--out`` file; the progress bar and messages go
+to stderr. Exit codes: 0 ok, 1 failure (a bad file, bad values: one line on
+stderr, no traceback), 2 usage error (argparse's own).
 """
 
 from __future__ import annotations
@@ -11,13 +12,128 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "read_table"]
 
 EPILOG = """examples:
-  skcdc demo                 cluster the digits with CDC and k-means, print both
-  skcdc demo --seeds 0 1 2   average over three seeds
+  skcdc fit embeddings.npy --n-clusters 10 --out labels.csv --save model.skcdc
+  skcdc fit table.csv --n-clusters 5 --epochs 100 --random-state 0 > labels.csv
+  skcdc predict model.skcdc new_embeddings.parquet --out new_labels.csv
+  skcdc evaluate labels.csv truth.csv
+  skcdc demo --seeds 0 1 2
+
+Input files: .npy, .npz (--key names the array when there are several), .csv
+(with a header row; its column names must match at predict) and .parquet
+(needs pyarrow). A 3-D or 4-D .npy/.npz array is a stack of images (image mode).
 """
+
+SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+
+
+class CLIError(Exception):
+    """A failure to report on one line with exit code 1."""
+
+
+def read_table(path: str | Path, key: str | None = None) -> Any:
+    """Read embeddings (or images) from .npy, .npz, .csv or .parquet."""
+    import numpy as np
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise CLIError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                names = list(arrays.keys())
+                if key is None and len(names) != 1:
+                    raise CLIError(f"{path} holds arrays {names}; choose one with --key")
+                if key is not None and key not in names:
+                    raise CLIError(f"{path} has no array {key!r}; it holds {names}")
+                return arrays[key or names[0]]
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        else:
+            try:
+                frame = pd.read_parquet(path)
+            except ImportError as exc:
+                raise CLIError(
+                    f"{path}: reading parquet needs pyarrow: pip install pyarrow"
+                ) from exc
+    except (ValueError, OSError) as exc:
+        raise CLIError(f"{path}: cannot read it ({exc})") from exc
+    if frame.empty:
+        raise CLIError(f"{path}: no rows")
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:
+        raise CLIError(
+            f"{path}: non-numeric columns {text[:5]}; every column must be a number "
+            "(drop ids and text first)"
+        )
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _write_labels(labels, out: str | None) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"label": labels})
+    if out is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        frame.to_csv(out, index=False)
+        print(f"wrote {len(frame)} labels to {out}", file=sys.stderr)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from . import CDCClustering
+    from .persistence import save_model
+
+    X = read_table(args.embeddings, args.key)
+    model = CDCClustering(
+        args.n_clusters,
+        epochs=args.epochs,
+        random_state=args.random_state,
+        device=args.device,
+        verbose=0 if args.quiet else 1,
+    )
+    model.fit(X)
+    _write_labels(model.labels_, args.out)
+    if args.save:
+        save_model(model, args.save)
+        print(f"saved the model to {args.save}", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .persistence import load_model
+
+    model = load_model(args.model)
+    _write_labels(model.predict(read_table(args.embeddings, args.key)), args.out)
+    return 0
+
+
+def _read_labels(path: str) -> Any:
+    frame = read_table(path)
+    column = "label" if "label" in frame.columns else frame.columns[0]
+    return frame[column].to_numpy()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .metrics import clustering_report
+
+    labels, truth = _read_labels(args.labels), _read_labels(args.truth)
+    if len(labels) != len(truth):
+        raise CLIError(f"{args.labels} has {len(labels)} labels but {args.truth} has {len(truth)}")
+    print(clustering_report(truth, labels))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -62,6 +178,31 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = commands.add_parser("fit", help="cluster a file of embeddings, write the labels")
+    fit.add_argument("embeddings", help="a .npy, .npz, .csv or .parquet file, one row per sample")
+    fit.add_argument("--n-clusters", type=int, required=True, help="number of clusters")
+    fit.add_argument("--out", help="labels CSV to write (default: stdout)")
+    fit.add_argument("--save", help="also save the fitted model here (skcdc's safe format)")
+    fit.add_argument("--epochs", type=int, default=50, help="training epochs (default: 50)")
+    fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
+    fit.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")
+    fit.add_argument("--key", help="the array to read from a .npz holding several")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(run=_fit)
+
+    predict = commands.add_parser("predict", help="label new samples with a saved model")
+    predict.add_argument("model", help="a model saved by 'skcdc fit --save'")
+    predict.add_argument("embeddings", help="a .npy, .npz, .csv or .parquet file")
+    predict.add_argument("--out", help="labels CSV to write (default: stdout)")
+    predict.add_argument("--key", help="the array to read from a .npz holding several")
+    predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser("evaluate", help="ACC, NMI and ARI of labels against truth")
+    evaluate.add_argument("labels", help="CSV of predicted labels (column 'label' or the first)")
+    evaluate.add_argument("truth", help="CSV of true labels (column 'label' or the first)")
+    evaluate.set_defaults(run=_evaluate)
+
     demo = commands.add_parser(
         "demo", help="cluster scikit-learn's digits with CDC and k-means and compare"
     )
@@ -73,11 +214,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skcdc`` console script; returns the exit code."""
+    from .exceptions import IncompatibleFileError
+
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"skcdc: error: {exc}", file=sys.stderr)
+    except (CLIError, ValueError, TypeError, OSError, IncompatibleFileError) as exc:
+        message = " ".join(str(exc).split())  # sklearn's messages span lines
+        print(f"skcdc: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -54,6 +54,8 @@ __all__ = ["CDCClustering"]
 # small enough that the activations of the default network stay in the tens of MB.
 _PREDICT_BATCH = 4096
 _PREDICT_BATCH_IMAGES = 512
+# n_init="auto" restarts 3 times up to this many samples (feature mode only).
+_AUTO_N_INIT_MAX_SAMPLES = 5000
 
 
 class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -146,12 +148,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Width of the instance part.
     hidden_dim : int, default=512
         Width of the default network's hidden layers.
-    n_init : int, default=1
+    n_init : "auto" or int, default="auto"
         Number of trainings from different seeds; the one whose clusters
         agree best with the neighbour structure of the training data (the
         label-free :meth:`score`) is kept, as ``KMeans`` keeps its lowest
-        inertia. Costs ``n_init`` times the fit time; use it when seeds
-        disagree (``docs/method.md``).
+        inertia. Costs ``n_init`` times the fit time. ``"auto"``: 3 in
+        frozen-feature mode on up to 5000 samples, where a fit takes seconds
+        and seeds disagree most, else 1 (``docs/method.md``).
     n_heads : int, default=1
         Independent categorical heads trained side by side on one encoder;
         the head with the lowest loss in the last epoch is kept
@@ -226,7 +229,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Cluster probabilities (``softmax(logits)``) of the training samples.
     instance_embedding_ : ndarray of shape (n_samples, instance_dim)
         L2-normalised instance part of the training samples.
-    cluster_centers_ : ndarray of shape (n_clusters, n_features_in_) or (n_clusters, C, H, W)
+    cluster_centers_ : ndarray of shape (n_clusters, n_features) or (n_clusters, C, H, W)
         Mean of the training samples of each cluster, in input space (an
         empty cluster gets the probability-weighted mean); in image mode the
         mean image, pixels in [0, 1].
@@ -239,6 +242,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         (entropy of the training-time cluster sizes over ``log K``: 1 is
         balanced), ``n_empty_clusters``, ``largest_cluster`` (its share of
         the samples), ``time`` (seconds).
+    run_scores_ : ndarray of shape (n_runs,)
+        The label-free score (:meth:`score` on the training data) of each of
+        the ``n_init`` runs; the kept run has the highest.
     stop_reason_ : str or None
         None when every epoch ran; ``"interrupted"`` (KeyboardInterrupt) or
         ``"diverged"`` (NaN or infinite loss) when training stopped early
@@ -254,7 +260,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Where it was trained.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Names of the features seen during fit, when X has string column names.
 
     See Also
@@ -292,7 +298,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "anchor_weight": [Interval(Real, 0, None, closed="left")],
         "instance_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "network": [StrOptions({"auto"}), type],
         "network_kwargs": [dict, None],
@@ -336,7 +342,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         anchor_weight: float = 1.0,
         instance_dim: int = 128,
         hidden_dim: int = 512,
-        n_init: int = 1,
+        n_init: str | int = "auto",
         n_heads: int = 1,
         network: str | type[nn.Module] = "auto",
         network_kwargs: dict | None = None,
@@ -443,8 +449,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             views = NeighbourViews(
                 data, self.n_neighbors, metric=self.metric, noise=self.feature_noise
             )
-        best, stop_reason = None, None
-        for run_index in range(self.n_init):
+        best, stop_reason, scores = None, None, []
+        for run_index in range(self._resolved_n_init(X)):
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             try:
                 run = self._train_once(X, views, device, seed, run_index)
@@ -454,6 +460,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                     raise
                 stop_reason = INTERRUPTED
                 break
+            scores.append(run.score)
             if best is None or run.score > best.score:
                 best = run
             if run.stop_reason is not None:
@@ -466,6 +473,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.history_ = best.history
         self.n_iter_ = int(best.history["epoch"].iloc[-1])
         self.stop_reason_ = stop_reason
+        self.run_scores_ = np.asarray(scores)
         self.categorical_embedding_ = _softmax(best.logits)
         self.instance_embedding_ = best.z
         self.labels_ = best.logits.argmax(axis=1)
@@ -481,6 +489,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             return is_image_input(X)
         return self.mode == "images"
 
+    def _resolved_n_init(self, X: np.ndarray | torch.Tensor) -> int:
+        if self.n_init != "auto":
+            return self.n_init
+        small = not isinstance(X, torch.Tensor) and X.shape[0] <= _AUTO_N_INIT_MAX_SAMPLES
+        return 3 if small else 1
+
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:
             raise ValueError(
@@ -488,9 +502,21 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 "lower n_clusters or pass more samples."
             )
 
-    def _build_network(self, X: np.ndarray | torch.Tensor) -> nn.Module:
+    def _skeleton_network(self) -> nn.Module:
+        """The fitted network's architecture with fresh weights, ready for a state dict."""
+        if hasattr(self, "image_shape_"):
+            like = torch.zeros(2, *self.image_shape_)
+        else:
+            like = np.zeros((2, self.n_features_in_), dtype=np.float32)
+        network = self._build_network(like, pretrained=False)
+        network.append(SelectHead(self.best_head_))
+        return network
+
+    def _build_network(self, X: np.ndarray | torch.Tensor, pretrained: bool = True) -> nn.Module:
         """Input normalisation followed by the (default or user's) network."""
         network_cls, network_kwargs = self._network_spec(image=isinstance(X, torch.Tensor))
+        if not pretrained and "backbone_weights" in network_kwargs:
+            network_kwargs["backbone_weights"] = None
         if isinstance(X, torch.Tensor):
             return nn.Sequential(
                 ChannelNormalizer.from_images(X),

@@ -15,11 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from .exceptions import IncompatibleFileError
 
-__all__ = ["FORMAT_VERSION", "load", "save"]
+__all__ = ["FORMAT_VERSION", "load", "load_model", "save", "save_model"]
 
 # Bumped whenever the layout of a file changes in a way an older reader cannot follow.
 FORMAT_VERSION = 1
@@ -70,3 +72,85 @@ def load(path: str | os.PathLike, *, kind: str) -> dict[str, Any]:
             f"Install skcdc=={payload.get('skcdc_version')} to read it, or train again."
         )
     return payload
+
+
+# Fitted attributes that are arrays (stored as tensors) and plain values.
+_ARRAYS = (
+    "labels_",
+    "categorical_embedding_",
+    "instance_embedding_",
+    "cluster_centers_",
+    "run_scores_",
+)
+_VALUES = ("n_iter_", "best_head_", "stop_reason_", "n_features_in_", "image_shape_")
+
+
+def save_model(model: Any, path: str | os.PathLike) -> None:
+    """Save a fitted :class:`~skcdc.CDCClustering` in skcdc's own safe format.
+
+    The file holds the parameters, the network's weights and the fitted
+    attributes as tensors and plain values; :func:`load_model` reads it with
+    ``torch.load(weights_only=True)``, so loading never runs code from the file
+    (unlike pickle or joblib). Models with a user-supplied ``network``,
+    ``backbone`` class or ``augmentation`` callable are refused: a class cannot
+    be stored without code; pickle those instead.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+    params = model.get_params()
+    for name in ("network", "backbone", "augmentation"):
+        if not isinstance(params[name], str):
+            raise ValueError(
+                f"save_model stores built-in networks only; {name}={params[name]!r} is code. "
+                "Use joblib.dump(model, path) for this model (load only files you trust)."
+            )
+    if not isinstance(params["random_state"], (int, type(None))):
+        params["random_state"] = None
+    if not isinstance(params["backbone_weights"], (str, type(None))):
+        params["backbone_weights"] = None  # the weights are in the network's state anyway
+    if not isinstance(params["checkpoint_dir"], (str, type(None))):
+        params["checkpoint_dir"] = str(params["checkpoint_dir"])
+    if not isinstance(params["device"], str):
+        params["device"] = str(params["device"])
+    fitted = {name: torch.from_numpy(np.ascontiguousarray(getattr(model, name))) for name in _ARRAYS}
+    values = {name: getattr(model, name) for name in _VALUES if hasattr(model, name)}
+    if "image_shape_" in values:
+        values["image_shape_"] = list(values["image_shape_"])
+    if hasattr(model, "feature_names_in_"):
+        values["feature_names_in_"] = [str(n) for n in model.feature_names_in_]
+    history = model.history_.to_dict("list")
+    network = {k: v.detach().cpu() for k, v in model.network_.state_dict().items()}
+    save(
+        {
+            "params": params,
+            "network": network,
+            "arrays": fitted,
+            "values": values,
+            "history": history,
+        },
+        path,
+        kind="model",
+    )
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """Load a model written by :func:`save_model`, on the CPU, without running code."""
+    from .estimator import CDCClustering
+
+    payload = load(path, kind="model")
+    model = CDCClustering(**payload["params"])
+    for name, tensor in payload["arrays"].items():
+        setattr(model, name, tensor.numpy())
+    for name, value in payload["values"].items():
+        setattr(model, name, value)
+    if "image_shape_" in payload["values"]:
+        model.image_shape_ = tuple(model.image_shape_)
+    if "feature_names_in_" in payload["values"]:
+        model.feature_names_in_ = np.asarray(model.feature_names_in_, dtype=object)
+    model.history_ = pd.DataFrame(payload["history"])
+    model.network_ = model._skeleton_network()
+    model.network_.load_state_dict(payload["network"])
+    model.network_.eval()
+    model.device_ = torch.device("cpu")
+    return model

@@ -18,7 +18,7 @@ from torch import nn
 from skcdc import CDCClustering
 from skcdc.metrics import accuracy_scorer
 
-FAST = dict(epochs=10, batch_size=64, random_state=0)
+FAST = dict(epochs=10, batch_size=64, n_init=1, random_state=0)
 
 
 def test_recovers_separated_clusters(blobs, fitted):
@@ -272,7 +272,16 @@ def test_unknown_device_is_refused(blobs):
 
 
 @pytest.mark.parametrize(
-    "param, value", [("equipartition", "uniform"), ("negative_weighting", "soft"), ("tau_c", 0.0)]
+    "param, value",
+    [
+        ("equipartition", "uniform"),
+        ("negative_weighting", "soft"),
+        ("tau_c", 0.0),
+        ("mode", "pixels"),
+        ("image_layout", "NCHW"),
+        ("backbone", "vgg16"),
+        ("augmentation", "strong"),
+    ],
 )
 def test_bad_hyper_parameters_are_refused(blobs, param, value):
     X, _ = blobs

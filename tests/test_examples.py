@@ -1,0 +1,51 @@
+"""Every script in examples/ runs top to bottom with its quick settings."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_example(name, *args, cwd=None):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args],
+        check=True, capture_output=True, text=True, timeout=600, cwd=cwd,
+    ).stdout
+
+
+def test_every_example_has_a_test():
+    tested = {"quickstart_digits.py", "pipeline_grid_search.py", "text_embeddings_bbc.py",
+              "images_fashion_mnist.py", "plots.py"}
+    assert {p.name for p in (ROOT / "examples").glob("*.py")} == tested
+
+
+def test_quickstart():
+    out = run_example("quickstart_digits.py")
+    assert "CDC" in out and "k-means" in out and "ACC" in out
+
+
+def test_pipeline_grid_search_with_and_without_labels():
+    out = run_example("pipeline_grid_search.py", "--quick")
+    assert "with labels:  best {'cdcclustering__tau_c'" in out
+    assert "label-free:   best" in out and "ACC" in out
+
+
+def test_text_embeddings():
+    out = run_example("text_embeddings_bbc.py", "--quick")
+    assert "(400, 384)" in out and "CDC" in out and "k-means" in out
+
+
+def test_images_end_to_end():
+    out = run_example("images_fashion_mnist.py", "--quick")
+    assert "CDC (images)" in out and "(2000, 28, 28) uint8" in out
+    assert "cluster centres: (10, 1, 28, 28)" in out
+
+
+def test_plots(tmp_path):
+    out = run_example("plots.py", "--quick", "--out", str(tmp_path))
+    names = ["cluster_examples.png", "confusion.png", "embedding.png", "history.png"]
+    assert str(names) in out
+    for name in names:
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
