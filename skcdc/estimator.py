@@ -105,6 +105,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Image mode: a state dict for the backbone (pretrained weights you
         supply; nothing is downloaded), or a file of one, read with
         ``torch.load(weights_only=True)``.
+    neighbour_positives : float, default=0.0
+        Image mode: probability that a sample's positive is an augmentation
+        of one of its ``n_neighbors`` nearest neighbours in pixel space
+        rather than of the sample itself (0: the paper's two views of one
+        image).
     freeze_backbone : bool, default=False
         Image mode: keep the backbone fixed and train the heads only.
     num_workers : int, default=0
@@ -287,6 +292,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "backbone": [StrOptions(set(BACKBONES)), type],
         "backbone_weights": [dict, str, os.PathLike, None],
         "freeze_backbone": ["boolean"],
+        "neighbour_positives": [Interval(Real, 0, 1, closed="both")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "tau_c": [Interval(Real, 0, None, closed="neither")],
         "tau_z": [Interval(Real, 0, None, closed="neither")],
@@ -331,6 +337,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         backbone: str | type[nn.Module] = "auto",
         backbone_weights: dict | str | os.PathLike | None = None,
         freeze_backbone: bool = False,
+        neighbour_positives: float = 0.0,
         num_workers: int = 0,
         tau_c: float = 0.2,
         tau_z: float = 0.2,
@@ -371,6 +378,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.backbone = backbone
         self.backbone_weights = backbone_weights
         self.freeze_backbone = freeze_backbone
+        self.neighbour_positives = neighbour_positives
         self.num_workers = num_workers
         self.tau_c = tau_c
         self.tau_z = tau_z
@@ -438,7 +446,19 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 else self.augmentation
             )
             # Images move to the GPU once, as uint8, so batches never cross the bus.
-            views = AugmentedViews(X.to(device), augmentation, device)
+            neighbors = None
+            if self.neighbour_positives > 0:
+                pixels = torch.as_tensor(_flat(X), device=device)
+                neighbors = knn_indices(
+                    pixels, pixels, min(self.n_neighbors, X.shape[0] - 1), exclude_self=True
+                )
+            views = AugmentedViews(
+                X.to(device),
+                augmentation,
+                device,
+                neighbors=neighbors,
+                neighbour_rate=self.neighbour_positives,
+            )
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
             self._check_n_clusters(X.shape[0])

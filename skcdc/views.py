@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from .augmentation import batched
+
 __all__ = ["METRICS", "AugmentedViews", "NeighbourViews", "default_augmentation", "knn_indices"]
 
 METRICS = ("euclidean", "cosine")
@@ -179,12 +181,20 @@ class AugmentedViews:
         uint8 (0-255) or float (0-1) images, on the CPU or the training device.
     augmentation : callable
         Maps one float image (C, H, W) in [0, 1] to an augmented image of the
-        same size. Applied to each image of the batch separately, so every
-        sample gets its own random parameters; it runs on the device where the
-        images are (the GPU when they are stored there). Its randomness comes
+        same size. A ``torchvision.transforms.v2`` recipe made of the steps
+        :mod:`skcdc.augmentation` supports (those of
+        :func:`default_augmentation`) runs on the whole batch at once with
+        per-image random parameters; anything else is applied image by
+        image. Either way every sample gets its own random parameters, on the
+        device of the batch (the GPU when there is one). The randomness comes
         from torch's global generator, which the estimator seeds.
     device : torch.device
         Where the views are returned.
+    neighbors : LongTensor of shape (N, k), default=None
+        Nearest neighbours of each image (e.g. in pixel space).
+    neighbour_rate : float, default=0.0
+        Probability that the second view is an augmentation of a random one of
+        the image's ``neighbors`` instead of the image itself.
     """
 
     def __init__(
@@ -192,19 +202,40 @@ class AugmentedViews:
         images: torch.Tensor,
         augmentation: Callable[[torch.Tensor], torch.Tensor],
         device: torch.device,
+        *,
+        neighbors: torch.Tensor | None = None,
+        neighbour_rate: float = 0.0,
     ) -> None:
         self.images = images
         self.augmentation = augmentation
         self.device = device
+        # A v2 recipe of supported steps runs on the whole batch at once.
+        self._batched = batched(augmentation, tuple(images.shape[2:]))
+        self.neighbors = neighbors
+        self.neighbour_rate = neighbour_rate
 
     def __call__(
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the images ``index``, as float tensors in [0, 1]."""
-        batch = to_float_images(self.images[index.to(self.images.device)].to(self.device))
-        view_a = torch.stack([self.augmentation(image) for image in batch])
-        view_b = torch.stack([self.augmentation(image) for image in batch])
-        return view_a, view_b
+        positive = index
+        if self.neighbors is not None and self.neighbour_rate > 0:
+            draw_device = _device(generator)
+            use = torch.rand(index.shape[0], generator=generator, device=draw_device)
+            choice = torch.randint(
+                self.neighbors.shape[1], index.shape, generator=generator, device=draw_device
+            )
+            neighbour = self.neighbors[index.to(self.neighbors.device), choice.to(self.neighbors.device)]
+            positive = torch.where(use.to(index.device) < self.neighbour_rate, neighbour.to(index.device), index)
+        return self._augment(self._batch(index)), self._augment(self._batch(positive))
+
+    def _augment(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._batched is not None:
+            return self._batched(batch)
+        return torch.stack([self.augmentation(image) for image in batch])
+
+    def _batch(self, index: torch.Tensor) -> torch.Tensor:
+        return to_float_images(self.images[index.to(self.images.device)].to(self.device))
 
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:

@@ -249,3 +249,25 @@ def test_mode_features_refuses_images_and_mode_images_refuses_tables(shapes):
         CDCClustering(3, mode="features", **TINY).fit(images)
     with pytest.raises(ValueError, match="got 2 dimensions"):
         CDCClustering(3, mode="images", **TINY).fit(images.reshape(48, -1))
+
+
+def test_neighbour_positives_draw_the_second_view_from_neighbours():
+    from skcdc.views import AugmentedViews
+
+    images = torch.arange(6, dtype=torch.float32).reshape(6, 1, 1, 1) / 10
+    neighbors = torch.tensor([[1], [2], [3], [4], [5], [0]])
+    index = torch.arange(6)
+    views = AugmentedViews(images, lambda x: x, torch.device("cpu"), neighbors=neighbors,
+                           neighbour_rate=1.0)
+    a, b = views(index, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a.flatten(), images.flatten())
+    torch.testing.assert_close(b.flatten(), images[neighbors[:, 0]].flatten())
+    plain = AugmentedViews(images, lambda x: x, torch.device("cpu"))
+    a, b = plain(index, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)
+
+
+def test_neighbour_positives_train(shapes):
+    images, labels = shapes
+    model = CDCClustering(3, neighbour_positives=0.5, epochs=15, batch_size=16, random_state=0)
+    assert adjusted_rand_score(labels, model.fit(images).labels_) > 0.8
