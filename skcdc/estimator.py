@@ -651,9 +651,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         warnings.warn(
             f"Cluster collapse: {found}. If the data has that many distinct groups, "
-            f"strengthen the equal-size prior (entropy_weight={self.entropy_weight} higher, "
-            "or equipartition='sinkhorn'), lower learning_rate, or set n_init > 1; if the "
-            "groups really are this unequal, ignore this warning or lower n_clusters.",
+            f"strengthen the equal-size prior (raise entropy_weight, now {self.entropy_weight}, "
+            "or use equipartition='sinkhorn'), lower learning_rate, or restart more "
+            "(n_init); if the groups really are this unequal, ignore this warning or lower "
+            "n_clusters.",
             CollapseWarning,
             stacklevel=3,
         )
