@@ -29,5 +29,4 @@ numpydoc_class_members_toctree = False
 # projects stay plain text rather than failing.
 intersphinx_mapping = {}
 html_theme = "alabaster"
-html_static_path = ["_static"]
 html_title = f"skcdc {release}"

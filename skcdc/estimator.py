@@ -461,6 +461,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            _check_float32_range(X)
             self._check_n_clusters(X.shape[0])
             self.__dict__.pop("image_shape_", None)
             # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
@@ -772,6 +773,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 )
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+            _check_float32_range(X)
         logits, z = _forward(self.network_, X)
         return logits, z, X
 
@@ -951,6 +953,17 @@ def _forward(network: nn.Module, X: np.ndarray | torch.Tensor) -> tuple[np.ndarr
             logits.append(l.float().cpu().numpy())
             instances.append(z.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(instances)
+
+
+def _check_float32_range(X: np.ndarray) -> None:
+    """The network computes in float32: refuse values that would become infinite."""
+    largest = float(np.abs(X).max()) if X.size else 0.0
+    limit = float(np.finfo(np.float32).max)
+    if largest > limit:
+        raise ValueError(
+            f"X has values up to {largest:.3g}, beyond the float32 range ({limit:.3g}) the "
+            "network computes in; rescale it first, e.g. with sklearn's StandardScaler."
+        )
 
 
 def _embedding_neighbors(z: np.ndarray, n_neighbors: int) -> np.ndarray:

@@ -50,6 +50,12 @@ class InputScaler(nn.Module):
         """Fit the scaler on a (N, D) tensor."""
         mean = data.mean(dim=0)
         scale = (data - mean).pow(2).mean().sqrt().clamp_min(1e-12)
+        if not (torch.isfinite(mean).all() and torch.isfinite(scale)):
+            # Squares of float32 values above about 1e19 overflow: redo in float64.
+            wide = data.double()
+            mean = wide.mean(dim=0)
+            scale = (wide - mean).pow(2).mean().sqrt().clamp_min(1e-12)
+            mean, scale = mean.to(data.dtype), scale.to(data.dtype)
         return cls(mean, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

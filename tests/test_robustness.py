@@ -161,7 +161,10 @@ def test_no_collapse_warning_on_a_good_fit(blobs):
 # Trains long enough (about 0.3 s per epoch on 2 cores) to be killed mid-run.
 CHILD_FIT = textwrap.dedent(
     """
-    import json, sys
+    import json, signal, sys
+    # A shell's background jobs start with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler; restore it as a terminal would have.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     from sklearn.datasets import make_blobs
     from skcdc import CDCClustering
@@ -323,6 +326,21 @@ def test_bad_arrays_are_refused(X, match):
         CDCClustering(2, **FAST).fit(X)
 
 
+@pytest.mark.parametrize("value", [1e39, -1e300])
+def test_values_beyond_float32_are_refused(value):
+    X = np.ones((10, 3))
+    X[2, 1] = value
+    with pytest.raises(ValueError, match="float32.*StandardScaler"):
+        CDCClustering(2, **FAST).fit(X)
+
+
+def test_huge_but_representable_values_train():
+    X = np.full((6, 2), 1.1e38, dtype=np.float32)
+    X[:3] *= -1
+    model = CDCClustering(2, **{**FAST, "epochs": 2, "batch_size": 6}).fit(X)
+    assert np.isfinite(model.transform(X)).all()
+
+
 @pytest.mark.parametrize(
     "param, value",
     [
@@ -341,7 +359,8 @@ def test_bad_parameter_types_are_refused_before_training(blobs, param, value):
         CDCClustering(**{**FAST, "n_clusters": 3, param: value}).fit(X)
 
 
-DOCUMENTED = (ValueError, TypeError)
+# DivergenceError: data so extreme that the loss is not finite in the first epoch.
+DOCUMENTED = (ValueError, TypeError, DivergenceError)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
