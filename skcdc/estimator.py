@@ -501,7 +501,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.cluster_centers_ = _cluster_centers(
             _flat(X), self.labels_, self.categorical_embedding_
         ).reshape(-1, *X.shape[1:])
-        self._warn_stopped(stop_reason)
+        self._warn_stopped(stop_reason, best.planned_epochs)
         self._warn_collapse()
         return self
 
@@ -591,7 +591,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         score = _neighbour_agreement(logits.argmax(axis=1), neighbors)
         history = pd.DataFrame(engine.logs)
-        return _Run(network, best_head, history, logits, z, score, engine.stop_reason)
+        return _Run(
+            network, best_head, history, logits, z, score, engine.stop_reason, engine.epochs
+        )
 
     def _attach_checkpoint(self, engine: Engine, X: np.ndarray, seed: int, run_index: int) -> None:
         """Resume ``engine`` from ``checkpoint_dir`` when a checkpoint exists,
@@ -615,11 +617,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             Checkpoint(path, self.checkpoint_every, metadata={"fingerprint": fingerprint})
         )
 
-    def _warn_stopped(self, stop_reason: str | None) -> None:
+    def _warn_stopped(self, stop_reason: str | None, planned: int) -> None:
         if stop_reason is None:
             return
-        planned = self.init_epochs * (self.init == "kmeans") + self.epochs
-        planned += self.self_labelling_epochs
         if stop_reason == INTERRUPTED:
             message = (
                 f"Training was interrupted after {self.n_iter_} of {planned} epochs. The "
@@ -922,6 +922,7 @@ class _Run:
     z: np.ndarray
     score: float
     stop_reason: str | None
+    planned_epochs: int
 
 
 def _version() -> str:
