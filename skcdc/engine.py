@@ -232,15 +232,9 @@ class Engine:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly: weights, optimiser,
         random generators, epoch, logs. Tensors are copied to the CPU."""
-        state = {
-            "epoch": self.epoch,
-            "network": {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()},
-            "optimizer": _to_cpu(self.optimizer.state_dict()),
-            "head_losses": list(self.head_losses),
-            "logs": [dict(log) for log in self.logs],
-            "view_generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        }
+        state = self._weights_and_logs(_to_cpu)
+        state["view_generator"] = self.generator.get_state()
+        state["torch_rng"] = torch.get_rng_state()
         sampler_generator = getattr(self.sampler, "generator", None)
         if sampler_generator is not None:
             state["sampler_generator"] = sampler_generator.get_state()
@@ -325,10 +319,15 @@ class Engine:
                     yield phase
 
     def _snapshot(self) -> dict[str, Any]:
+        """The last good state kept in memory (on the training device) for a rollback."""
+        return self._weights_and_logs(copy.deepcopy)
+
+    def _weights_and_logs(self, copy_tensors: Callable[[Any], Any]) -> dict[str, Any]:
+        """What a rollback and a checkpoint share: weights, optimiser, epoch, logs."""
         return {
             "epoch": self.epoch,
-            "network": copy.deepcopy(self.network.state_dict()),
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "network": copy_tensors(self.network.state_dict()),
+            "optimizer": copy_tensors(self.optimizer.state_dict()),
             "head_losses": list(self.head_losses),
             "logs": [dict(log) for log in self.logs],
         }

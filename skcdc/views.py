@@ -108,14 +108,8 @@ class NeighbourViews:
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the samples ``index`` (a batch of row indices)."""
-        choice = torch.randint(
-            self.neighbors.shape[1],
-            (index.shape[0],),
-            generator=generator,
-            device=_device(generator),
-        ).to(self.data.device)
         anchor = self.data[index]
-        positive = self.data[self.neighbors[index, choice]]
+        positive = self.data[_random_neighbours(self.neighbors, index, generator)]
         if self.noise > 0 and self._scale is not None:
             anchor = anchor + self._noise_like(anchor, generator)
             positive = positive + self._noise_like(positive, generator)
@@ -124,6 +118,16 @@ class NeighbourViews:
     def _noise_like(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=_device(generator)).to(x.device)
         return noise * self._scale * self.noise
+
+
+def _random_neighbours(
+    neighbors: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One uniformly drawn neighbour of each sample of ``index`` (all on one device)."""
+    choice = torch.randint(
+        neighbors.shape[1], (index.shape[0],), generator=generator, device=_device(generator)
+    )
+    return neighbors[index, choice.to(index.device)]
 
 
 def _device(generator: torch.Generator | None) -> torch.device:
@@ -191,7 +195,8 @@ class AugmentedViews:
     device : torch.device
         Where the views are returned.
     neighbors : LongTensor of shape (N, k), default=None
-        Nearest neighbours of each image (e.g. in pixel space).
+        Nearest neighbours of each image (e.g. in pixel space), on the device
+        of the batch indices.
     neighbour_rate : float, default=0.0
         Probability that the second view is an augmentation of a random one of
         the image's ``neighbors`` instead of the image itself.
@@ -220,13 +225,9 @@ class AugmentedViews:
         """The two views of the images ``index``, as float tensors in [0, 1]."""
         positive = index
         if self.neighbors is not None and self.neighbour_rate > 0:
-            draw_device = _device(generator)
-            use = torch.rand(index.shape[0], generator=generator, device=draw_device)
-            choice = torch.randint(
-                self.neighbors.shape[1], index.shape, generator=generator, device=draw_device
-            )
-            neighbour = self.neighbors[index.to(self.neighbors.device), choice.to(self.neighbors.device)]
-            positive = torch.where(use.to(index.device) < self.neighbour_rate, neighbour.to(index.device), index)
+            use = torch.rand(index.shape[0], generator=generator, device=_device(generator))
+            neighbour = _random_neighbours(self.neighbors, index, generator)
+            positive = torch.where(use.to(index.device) < self.neighbour_rate, neighbour, index)
         return self._augment(self._batch(index)), self._augment(self._batch(positive))
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
