@@ -39,6 +39,6 @@ plot_embedding(model, method="tsne", labels_true=y).savefig(args.out / "embeddin
 plot_confusion(y, model.labels_).figure.savefig(args.out / "confusion.png")
 
 images = (X / 16).reshape(-1, 8, 8)
-image_model = CDCClustering(n_clusters=10, epochs=epochs, random_state=0).fit(images)
+image_model = CDCClustering(n_clusters=10, epochs=epochs, n_init=1, random_state=0).fit(images)
 plot_cluster_examples(image_model, images).savefig(args.out / "cluster_examples.png")
 print("wrote", sorted(p.name for p in args.out.glob("*.png")))

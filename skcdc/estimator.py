@@ -54,7 +54,7 @@ __all__ = ["CDCClustering"]
 # small enough that the activations of the default network stay in the tens of MB.
 _PREDICT_BATCH = 4096
 _PREDICT_BATCH_IMAGES = 512
-# n_init="auto" restarts 3 times up to this many samples (feature mode only).
+# n_init="auto" restarts 3 times up to this many samples.
 _AUTO_N_INIT_MAX_SAMPLES = 5000
 
 
@@ -157,9 +157,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Number of trainings from different seeds; the one whose clusters
         agree best with the neighbour structure of the training data (the
         label-free :meth:`score`) is kept, as ``KMeans`` keeps its lowest
-        inertia. Costs ``n_init`` times the fit time. ``"auto"``: 3 in
-        frozen-feature mode on up to 5000 samples, where a fit takes seconds
-        and seeds disagree most, else 1 (``docs/method.md``).
+        inertia. Costs ``n_init`` times the fit time. ``"auto"``: 3 on up
+        to 5000 samples (features or images), where seeds disagree most and
+        a fit is short, else 1 (``docs/method.md``).
     n_heads : int, default=1
         Independent categorical heads trained side by side on one encoder;
         the head with the lowest loss in the last epoch is kept
@@ -513,8 +513,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     def _resolved_n_init(self, X: np.ndarray | torch.Tensor) -> int:
         if self.n_init != "auto":
             return self.n_init
-        small = not isinstance(X, torch.Tensor) and X.shape[0] <= _AUTO_N_INIT_MAX_SAMPLES
-        return 3 if small else 1
+        return 3 if X.shape[0] <= _AUTO_N_INIT_MAX_SAMPLES else 1
 
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:

@@ -56,7 +56,7 @@ def test_confusion_matrix_plot(fitted, blobs, tmp_path):
 def test_cluster_examples_grid(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(40, 10, 10), dtype=np.uint8)
-    model = CDCClustering(3, epochs=1, batch_size=16, random_state=0).fit(images)
+    model = CDCClustering(3, epochs=1, batch_size=16, n_init=1, random_state=0).fit(images)
     fig = plot_cluster_examples(model, images, n_per_cluster=4)
     assert len(fig.axes) == 12
     _assert_png(fig, tmp_path / "examples.png")

@@ -276,10 +276,13 @@ def test_n_init_keeps_the_run_with_the_best_label_free_score(blobs):
     assert single.run_scores_[0] == pytest.approx(multi.run_scores_[0])
 
 
-def test_n_init_auto_restarts_only_small_feature_data(blobs):
+def test_n_init_auto_restarts_only_small_data(blobs):
     X, _ = blobs
     small = CDCClustering(3, **{**FAST, "epochs": 1, "n_init": "auto"}).fit(X)
     assert len(small.run_scores_) == 3
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    small_images = CDCClustering(3, **{**FAST, "epochs": 1, "n_init": "auto"}).fit(images)
+    assert len(small_images.run_scores_) == 3
     big = np.repeat(X, 25, axis=0)[:5001]
     large = CDCClustering(3, **{**FAST, "epochs": 1, "n_init": "auto", "batch_size": 2048})
     assert len(large.fit(big).run_scores_) == 1
