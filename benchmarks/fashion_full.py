@@ -44,6 +44,9 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - start
     epoch_times = model.history_["time"].tolist()
     steady = epoch_times[1:] or epoch_times
+    epoch_s = sum(steady) / len(steady)
+    # The engine drops the last partial batch of an epoch.
+    trained = len(images) // model.batch_size * model.batch_size
     record = {
         "images": len(images),
         "device": str(model.device_),
@@ -52,9 +55,8 @@ def main(argv=None) -> dict:
         "epochs": args.epochs,
         "seed": args.seed,
         "fit_s": round(seconds, 1),
-        "epoch_s": round(sum(steady) / len(steady), 1),
-        "images_per_s": round(len(images) // model.batch_size * model.batch_size
-                              / (sum(steady) / len(steady)), 1),
+        "epoch_s": round(epoch_s, 1),
+        "images_per_s": round(trained / epoch_s, 1),
         **{k: round(v, 4) for k, v in clustering_report(labels, model.labels_).as_dict().items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
