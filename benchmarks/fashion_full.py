@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from throughput import steady_rate
 
 from skcdc import CDCClustering
 from skcdc.datasets import load_fashion_mnist
@@ -42,11 +43,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     model.fit(images)
     seconds = time.perf_counter() - start
-    epoch_times = model.history_["time"].tolist()
-    steady = epoch_times[1:] or epoch_times
-    epoch_s = sum(steady) / len(steady)
-    # The engine drops the last partial batch of an epoch.
-    trained = len(images) // model.batch_size * model.batch_size
+    epoch_s, images_per_s = steady_rate(model, len(images))
     record = {
         "images": len(images),
         "device": str(model.device_),
@@ -56,7 +53,7 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "fit_s": round(seconds, 1),
         "epoch_s": round(epoch_s, 1),
-        "images_per_s": round(trained / epoch_s, 1),
+        "images_per_s": round(images_per_s, 1),
         **{k: round(v, 4) for k, v in clustering_report(labels, model.labels_).as_dict().items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
