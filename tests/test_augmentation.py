@@ -19,6 +19,8 @@ def images():
     [
         v2.RandomHorizontalFlip(p=1.0),
         v2.RandomAffine(degrees=(90, 90)),
+        v2.RandomAffine(degrees=(30, 30)),
+        v2.RandomAffine(degrees=(-17, -17), interpolation=v2.InterpolationMode.BILINEAR),
         v2.ColorJitter(brightness=(1.5, 1.5)),
         v2.ColorJitter(contrast=(0.5, 0.5)),
         v2.ColorJitter(saturation=(0.3, 0.3)),
@@ -26,13 +28,49 @@ def images():
         v2.GaussianBlur(5, sigma=(1.0, 1.0)),
         v2.RandomResizedCrop(16, scale=(1.0, 1.0), ratio=(1.0, 1.0)),
     ],
-    ids=["flip", "rotate90", "brightness", "contrast", "saturation", "grey", "blur", "full-crop"],
+    ids=["flip", "rotate90", "rotate30-nearest", "rotate17-bilinear", "brightness", "contrast", "saturation", "grey", "blur", "full-crop"],
 )
 def test_deterministic_steps_match_v2(images, step):
     plan = batched(v2.Compose([step]), (16, 16))
     assert plan is not None
     expected = torch.stack([step(image) for image in images])
     torch.testing.assert_close(plan(images), expected, atol=2e-3, rtol=0)
+
+
+def test_crops_are_whole_pixel_boxes_resized_like_v2(images):
+    # A 50% crop of a 16 px image is a 11 x 11 box at one of 6 x 6 positions.
+    step = v2.RandomResizedCrop(16, scale=(0.5, 0.5), ratio=(1.0, 1.0), antialias=True)
+    out = batched(v2.Compose([step]), (16, 16))(images)
+    for augmented, image in zip(out, images):
+        # Away from the box's edge (where v2 repeats the box's border and the
+        # batched warp blends in the pixel beyond it) the output is one of v2's.
+        errors = [
+            (augmented - v2.functional.resized_crop(image, top, left, 11, 11, [16, 16]))[
+                :, 1:-1, 1:-1
+            ]
+            .abs()
+            .max()
+            for top in range(6)
+            for left in range(6)
+        ]
+        assert min(errors) < 1e-4
+
+
+def test_jitter_order_is_random_per_image(images):
+    brightness, contrast = 1.5, 0.5
+    step = v2.ColorJitter(brightness=(brightness, brightness), contrast=(contrast, contrast))
+    torch.manual_seed(0)
+    out = batched(v2.Compose([step]), (16, 16))(images.repeat(8, 1, 1, 1))
+    first_brightness = v2.functional.adjust_contrast(
+        v2.functional.adjust_brightness(images, brightness), contrast
+    ).repeat(8, 1, 1, 1)
+    first_contrast = v2.functional.adjust_brightness(
+        v2.functional.adjust_contrast(images, contrast), brightness
+    ).repeat(8, 1, 1, 1)
+    as_first = [(out[i] - first_brightness[i]).abs().max() < 1e-3 for i in range(len(out))]
+    as_second = [(out[i] - first_contrast[i]).abs().max() < 1e-3 for i in range(len(out))]
+    assert all(a or b for a, b in zip(as_first, as_second))
+    assert any(as_first) and any(as_second)
 
 
 def test_random_apply_with_p_zero_is_the_identity(images):
