@@ -196,35 +196,39 @@ def _photometric(step: object, images: torch.Tensor, apply: torch.Tensor) -> tor
 
 
 def _colour_jitter(step: v2.ColorJitter, images: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
-    """The jitter's adjustments in a random order per image, as v2 orders them per call."""
+    """The jitter's adjustments in a random order per image, as v2 orders them per call.
+
+    Each adjustment maps (images, their row numbers in the batch) to adjusted
+    images, so that it runs once per slot on just the images that have it there.
+    """
     adjustments = []
     brightness = _factor(step.brightness, apply, images)
     if brightness is not None:
-        adjustments.append(lambda x: (x * brightness).clamp(0, 1))
+        adjustments.append(lambda x, rows: (x * brightness[rows]).clamp(0, 1))
     contrast = _factor(step.contrast, apply, images)
     if contrast is not None:
-        adjustments.append(
-            lambda x: (_grey(x).mean(dim=(1, 2, 3), keepdim=True) * (1 - contrast) + contrast * x)
-            .clamp(0, 1)
-        )
+        adjustments.append(lambda x, rows: _blend(x, _grey(x).mean((1, 2, 3), True), contrast[rows]))
     if images.shape[1] == 3:
         saturation = _factor(step.saturation, apply, images)
         if saturation is not None:
-            adjustments.append(lambda x: (_grey(x) * (1 - saturation) + saturation * x).clamp(0, 1))
+            adjustments.append(lambda x, rows: _blend(x, _grey(x), saturation[rows]))
         if step.hue is not None:
             shift = _uniform(*step.hue, images.shape[0]).to(images.device, images.dtype)
-            adjustments.append(lambda x: _rotate_hue(x, shift, apply))
-    if len(adjustments) < 2:
-        return adjustments[0](images) if adjustments else images
-    # order[i, s]: which adjustment image i gets in slot s.
-    order = torch.rand(images.shape[0], len(adjustments)).argsort(dim=1).to(images.device)
-    out = images
+            adjustments.append(lambda x, rows: _rotate_hue(x, shift[rows], apply[rows]))
+    # order[i, s]: which adjustment image i gets in slot s (on the CPU: no device sync).
+    order = torch.rand(images.shape[0], len(adjustments)).argsort(dim=1)
+    out = images.clone()
     for slot in range(len(adjustments)):
-        out = sum(
-            torch.where((order[:, slot] == k).view(-1, 1, 1, 1), adjust(out), 0.0)
-            for k, adjust in enumerate(adjustments)
-        )
+        for k, adjust in enumerate(adjustments):
+            rows = (order[:, slot] == k).nonzero()[:, 0].to(images.device)
+            if len(rows):
+                out[rows] = adjust(out[rows], rows)
     return out
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """v2's blend: ``factor * images + (1 - factor) * other``, clamped to [0, 1]."""
+    return (factor * images + (1 - factor) * other).clamp(0, 1)
 
 
 def _rotate_hue(images: torch.Tensor, shift: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
