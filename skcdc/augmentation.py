@@ -144,7 +144,10 @@ def _affine(step: object, apply: torch.Tensor, n: int, height: int, width: int) 
             # v2 moves the turned image, so the output samples R^-1 (x - t).
             dx, dy = step.translate[0] * width, step.translate[1] * height
             shift = torch.stack(
-                [_uniform(-dx, dx, n).round() * 2 / width, _uniform(-dy, dy, n).round() * 2 / height],
+                [
+                    _uniform(-dx, dx, n).round() * 2 / width,
+                    _uniform(-dy, dy, n).round() * 2 / height,
+                ],
                 dim=1,
             )
             matrix[:, :2, 2] = -(matrix[:, :2, :2] @ shift[:, :, None])[:, :, 0]
@@ -207,7 +210,9 @@ def _colour_jitter(step: v2.ColorJitter, images: torch.Tensor, apply: torch.Tens
         adjustments.append(lambda x, rows: (x * brightness[rows]).clamp(0, 1))
     contrast = _factor(step.contrast, apply, images)
     if contrast is not None:
-        adjustments.append(lambda x, rows: _blend(x, _grey(x).mean((1, 2, 3), True), contrast[rows]))
+        adjustments.append(
+            lambda x, rows: _blend(x, _grey(x).mean((1, 2, 3), True), contrast[rows])
+        )
     if images.shape[1] == 3:
         saturation = _factor(step.saturation, apply, images)
         if saturation is not None:
@@ -264,6 +269,10 @@ def _blur(images: torch.Tensor, step: v2.GaussianBlur, apply: torch.Tensor) -> t
     # Reflect like v2 where the image is wide enough, else repeat the border.
     mode = "reflect" if pad < min(height, width) else "replicate"
     groups = n * channels
-    flat = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode=mode), kernel[:, None, None, :], groups=groups)
-    flat = F.conv2d(F.pad(flat, (0, 0, pad, pad), mode=mode), kernel[:, None, :, None], groups=groups)
+    flat = F.conv2d(
+        F.pad(flat, (pad, pad, 0, 0), mode=mode), kernel[:, None, None, :], groups=groups
+    )
+    flat = F.conv2d(
+        F.pad(flat, (0, 0, pad, pad), mode=mode), kernel[:, None, :, None], groups=groups
+    )
     return flat.reshape(n, channels, height, width).clamp(0, 1)

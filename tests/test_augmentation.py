@@ -28,7 +28,18 @@ def images():
         v2.GaussianBlur(5, sigma=(1.0, 1.0)),
         v2.RandomResizedCrop(16, scale=(1.0, 1.0), ratio=(1.0, 1.0)),
     ],
-    ids=["flip", "rotate90", "rotate30-nearest", "rotate17-bilinear", "brightness", "contrast", "saturation", "grey", "blur", "full-crop"],
+    ids=[
+        "flip",
+        "rotate90",
+        "rotate30-nearest",
+        "rotate17-bilinear",
+        "brightness",
+        "contrast",
+        "saturation",
+        "grey",
+        "blur",
+        "full-crop",
+    ],
 )
 def test_deterministic_steps_match_v2(images, step):
     plan = batched(v2.Compose([step]), (16, 16))
@@ -74,7 +85,9 @@ def test_jitter_order_is_random_per_image(images):
 
 
 def test_random_apply_with_p_zero_is_the_identity(images):
-    plan = batched(v2.Compose([v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.0)]), (16, 16))
+    plan = batched(
+        v2.Compose([v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.0)]), (16, 16)
+    )
     torch.testing.assert_close(plan(images), images)
 
 
