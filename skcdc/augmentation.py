@@ -11,7 +11,7 @@ parameters: every geometric step becomes one affine matrix per image and one
 operations. The v2 objects stay the single description of the recipe.
 
 Supported steps: ``RandomResizedCrop``, ``RandomHorizontalFlip``,
-``RandomAffine`` (rotation and translation), ``ColorJitter``,
+``RandomAffine`` (rotation, translation, scale), ``ColorJitter``,
 ``RandomGrayscale``, ``GaussianBlur`` and ``RandomApply`` around any of them.
 :func:`batched` returns None for a recipe with anything else, and the caller
 falls back to applying the recipe image by image.
@@ -36,9 +36,53 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-__all__ = ["BatchedAugmentation", "batched"]
+__all__ = ["BatchedAugmentation", "RandomSubpixelAffine", "batched"]
 
-_GEOMETRIC = (v2.RandomResizedCrop, v2.RandomHorizontalFlip, v2.RandomAffine)
+
+class RandomSubpixelAffine:
+    """Random rotation, zoom and translation by fractions of a pixel, in one
+    bilinear resampling.
+
+    ``v2.RandomAffine`` moves images by whole pixels. On images of a few pixels
+    (the 8x8 digits) one pixel is 12% of the side, so its shifts are either
+    none or large; this transform moves by any amount, which is what small
+    images need. It takes ``v2.RandomAffine``'s parameters (without shear) and
+    is a callable on one float image (C, H, W), usable in ``v2.Compose``; a
+    recipe containing it still runs batched.
+
+    Parameters
+    ----------
+    degrees : float or (float, float)
+        Rotation range in degrees; a number ``d`` means ``(-d, d)``.
+    translate : (float, float) or None
+        Largest shift as a fraction of the width and of the height.
+    scale : (float, float) or None
+        Zoom range (above 1 enlarges the content).
+    """
+
+    interpolation = "bilinear"
+
+    def __init__(
+        self,
+        degrees: float | tuple[float, float],
+        translate: tuple[float, float] | None = None,
+        scale: tuple[float, float] | None = None,
+    ) -> None:
+        self.degrees = (-degrees, degrees) if isinstance(degrees, (int, float)) else degrees
+        self.translate = translate
+        self.scale = scale
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return BatchedAugmentation([(self, 1.0)])(image[None])[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(degrees={self.degrees}, translate={self.translate}, "
+            f"scale={self.scale})"
+        )
+
+
+_GEOMETRIC = (v2.RandomResizedCrop, v2.RandomHorizontalFlip, v2.RandomAffine, RandomSubpixelAffine)
 _PHOTOMETRIC = (v2.ColorJitter, v2.RandomGrayscale, v2.GaussianBlur)
 _MODES = ("nearest", "bilinear", "bicubic")  # the interpolations grid_sample has
 
@@ -56,7 +100,7 @@ def batched(recipe: Callable, image_size: tuple[int, int]) -> BatchedAugmentatio
             p, step = step.p, step.transforms[0]
         if not isinstance(step, _GEOMETRIC + _PHOTOMETRIC):
             return None
-        if isinstance(step, v2.RandomAffine) and (step.scale is not None or step.shear is not None):
+        if isinstance(step, v2.RandomAffine) and step.shear is not None:
             return None
         if isinstance(step, v2.RandomResizedCrop) and tuple(step.size) != tuple(image_size):
             return None  # a crop that also resizes changes the image size
@@ -130,7 +174,7 @@ def _affine(step: object, apply: torch.Tensor, n: int, height: int, width: int) 
         matrix[:, 1, 2] = (2 * top + box_h) / height - 1
     elif isinstance(step, v2.RandomHorizontalFlip):
         matrix[:, 0, 0] = 1.0 - 2.0 * (torch.rand(n) < step.p).float()
-    else:  # RandomAffine: rotation and translation
+    else:  # RandomAffine or RandomSubpixelAffine: rotation, zoom, translation
         angle = torch.deg2rad(_uniform(*step.degrees, n))
         cos, sin = angle.cos(), angle.sin()
         # v2 turns the image counter-clockwise by the angle: an output pixel
@@ -139,17 +183,17 @@ def _affine(step: object, apply: torch.Tensor, n: int, height: int, width: int) 
         aspect = width / height
         matrix[:, 0, 0], matrix[:, 0, 1] = cos, sin / aspect
         matrix[:, 1, 0], matrix[:, 1, 1] = -sin * aspect, cos
+        if step.scale is not None:  # v2 zooms by s: an output pixel samples x / s
+            matrix[:, :2, :2] /= _uniform(*step.scale, n)[:, None, None]
         if step.translate is not None:
-            # Whole pixels, as v2 rounds them (normalised coordinates span 2);
-            # v2 moves the turned image, so the output samples R^-1 (x - t).
+            # In pixels (normalised coordinates span 2): whole ones, as v2
+            # rounds them, unless the step is sub-pixel. The image is moved
+            # after turning, so the output samples R^-1 (x - t).
             dx, dy = step.translate[0] * width, step.translate[1] * height
-            shift = torch.stack(
-                [
-                    _uniform(-dx, dx, n).round() * 2 / width,
-                    _uniform(-dy, dy, n).round() * 2 / height,
-                ],
-                dim=1,
-            )
+            shift = torch.stack([_uniform(-dx, dx, n), _uniform(-dy, dy, n)], dim=1)
+            if not isinstance(step, RandomSubpixelAffine):
+                shift = shift.round()
+            shift = shift * torch.tensor([2 / width, 2 / height])
             matrix[:, :2, 2] = -(matrix[:, :2, :2] @ shift[:, :, None])[:, :, 0]
     identity = torch.eye(3).repeat(n, 1, 1)
     return torch.where(apply[:, None, None], matrix, identity)

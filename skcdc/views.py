@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from .augmentation import batched
+from .augmentation import RandomSubpixelAffine, batched
 
 __all__ = ["METRICS", "AugmentedViews", "NeighbourViews", "default_augmentation", "knn_indices"]
 
@@ -138,8 +138,12 @@ def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
     """The augmentation recipe for images of this size, on float tensors in [0, 1].
 
     - under 32 px (digits, MNIST-like): gentle crops (60-100% of the area) and
-      small affine moves, brightness/contrast jitter; no flips, which would
-      turn some digits into others;
+      small affine moves (up to 10 degrees, 10% shifts), brightness/contrast
+      jitter; no flips, which would turn some digits into others. Under 16 px
+      the affine move is :class:`~skcdc.augmentation.RandomSubpixelAffine`,
+      bilinear and by fractions of a pixel, because ``v2.RandomAffine`` moves
+      by whole pixels (12% of an 8 px side) and rotates with nearest
+      neighbours;
     - 32 to 95 px: the CIFAR recipe of SimCLR (crops of 20-100%, flips,
       colour jitter 0.4, 20% grey);
     - 96 px and up: the full SimCLR recipe (crops of 8-100%, flips, colour
@@ -150,10 +154,15 @@ def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
     size = (height, width)
     rgb = channels == 3
     if max(height, width) < 32:
+        affine = (
+            RandomSubpixelAffine(degrees=10, translate=(0.1, 0.1))
+            if max(height, width) < 16
+            else v2.RandomAffine(degrees=10, translate=(0.1, 0.1))
+        )
         return v2.Compose(
             [
                 v2.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.8, 1.25), antialias=True),
-                v2.RandomAffine(degrees=10, translate=(0.1, 0.1)),
+                affine,
                 v2.RandomApply([v2.ColorJitter(brightness=0.4, contrast=0.4)], p=0.8),
             ]
         )

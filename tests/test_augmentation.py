@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from skcdc.augmentation import batched
+from skcdc.augmentation import RandomSubpixelAffine, batched
 from skcdc.views import default_augmentation
 
 
@@ -20,6 +20,7 @@ def images():
         v2.RandomHorizontalFlip(p=1.0),
         v2.RandomAffine(degrees=(90, 90)),
         v2.RandomAffine(degrees=(30, 30)),
+        v2.RandomAffine(degrees=(12, 12), scale=(1.25, 1.25)),
         v2.RandomAffine(degrees=(-17, -17), interpolation=v2.InterpolationMode.BILINEAR),
         v2.ColorJitter(brightness=(1.5, 1.5)),
         v2.ColorJitter(contrast=(0.5, 0.5)),
@@ -32,6 +33,7 @@ def images():
         "flip",
         "rotate90",
         "rotate30-nearest",
+        "rotate12-zoom",
         "rotate17-bilinear",
         "brightness",
         "contrast",
@@ -110,3 +112,26 @@ def test_unsupported_steps_and_resizing_crops_fall_back():
     assert batched(v2.Compose([v2.RandomErasing()]), (16, 16)) is None
     assert batched(v2.Compose([v2.RandomResizedCrop(8)]), (16, 16)) is None
     assert batched(v2.Compose([v2.RandomAffine(degrees=5, shear=10)]), (16, 16)) is None
+    box = v2.InterpolationMode.BOX  # grid_sample has no box filter
+    assert batched(v2.Compose([v2.RandomAffine(degrees=5, interpolation=box)]), (16, 16)) is None
+
+
+def test_subpixel_affine_turns_like_v2_and_moves_by_fractions_of_a_pixel(images):
+    turn = RandomSubpixelAffine(degrees=(12, 12), scale=(1.25, 1.25))
+    bilinear = v2.RandomAffine(
+        degrees=(12, 12), scale=(1.25, 1.25), interpolation=v2.InterpolationMode.BILINEAR
+    )
+    # Inside the image (v2 also fades its border with the fill mask) they agree.
+    torch.testing.assert_close(
+        turn(images[0])[:, 2:-2, 2:-2], bilinear(images[0])[:, 2:-2, 2:-2], atol=1e-4, rtol=0
+    )
+    torch.manual_seed(0)
+    moved = RandomSubpixelAffine(degrees=0, translate=(0.2, 0.2))(images[0])
+    whole_pixel_shifts = [
+        v2.functional.affine(images[0], angle=0.0, translate=[dx, dy], scale=1.0, shear=[0.0, 0.0])
+        for dx in range(-3, 4)
+        for dy in range(-3, 4)
+    ]
+    assert all((moved - shifted).abs().max() > 1e-3 for shifted in whole_pixel_shifts)
+    # The same transform, batched, still runs batched.
+    assert batched(v2.Compose([turn, v2.RandomHorizontalFlip()]), (16, 16)) is not None
