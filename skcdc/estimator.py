@@ -649,12 +649,21 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             if n_empty
             else f"one cluster holds {largest:.0%} of the samples"
         )
+        if self._criterion(hasattr(self, "image_shape_")).equipartition == "sinkhorn":
+            # Training already split every batch equally: what drifted is the argmax.
+            stronger = (
+                f"tie predictions to the balanced training assignments (raise anchor_weight, "
+                f"now {self.anchor_weight})"
+            )
+        else:
+            stronger = (
+                f"strengthen the equal-size prior (raise entropy_weight, now "
+                f"{self.entropy_weight}, or use equipartition='sinkhorn')"
+            )
         warnings.warn(
             f"Cluster collapse: {found}. If the data has that many distinct groups, "
-            f"strengthen the equal-size prior (raise entropy_weight, now {self.entropy_weight}, "
-            "or use equipartition='sinkhorn'), lower learning_rate, or restart more "
-            "(n_init); if the groups really are this unequal, ignore this warning or lower "
-            "n_clusters.",
+            f"{stronger}, lower learning_rate, or restart more (n_init); if the groups "
+            "really are this unequal, ignore this warning or lower n_clusters.",
             CollapseWarning,
             stacklevel=3,
         )

@@ -141,10 +141,15 @@ class ConstantNetwork(nn.Module):
         return logits + self.bias, z
 
 
-def test_collapse_is_reported_in_history_and_warned(blobs):
+@pytest.mark.parametrize(
+    "equipartition, advice", [("entropy", "entropy_weight"), ("sinkhorn", "anchor_weight")]
+)
+def test_collapse_is_reported_in_history_and_warned(blobs, equipartition, advice):
     X, _ = blobs
-    with pytest.warns(CollapseWarning, match="2 of 3 clusters are empty.*entropy_weight"):
-        model = CDCClustering(3, network=ConstantNetwork, **{**FAST, "epochs": 2}).fit(X)
+    with pytest.warns(CollapseWarning, match=f"2 of 3 clusters are empty.*{advice}"):
+        model = CDCClustering(
+            3, network=ConstantNetwork, equipartition=equipartition, **{**FAST, "epochs": 2}
+        ).fit(X)
     assert (model.history_["n_empty_clusters"] == 2).all()
     assert (model.history_["largest_cluster"] == 1.0).all()
 
