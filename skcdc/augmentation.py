@@ -23,8 +23,10 @@ own ``interpolation`` (``RandomAffine`` defaults to nearest) and the colour
 jitter factors come in a random order per image. This matters: an earlier
 version that merged the crop and the affine move into one bilinear warp made
 the two views easier to match, and a model trained on Fashion-MNIST with it
-clustered 11-17 ACC points worse than with v2 itself (``docs/method.md``).
-The one difference left: hue is rotated in YIQ space.
+clustered 10-17 ACC points worse than with v2 itself (``docs/method.md``).
+Two differences are left: a crop's outermost output pixels blend in up to half
+a pixel from beyond its box (v2 repeats the box's border), and hue is rotated
+in YIQ space.
 """
 
 from __future__ import annotations

@@ -649,7 +649,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             if n_empty
             else f"one cluster holds {largest:.0%} of the samples"
         )
-        if self._criterion(hasattr(self, "image_shape_")).equipartition == "sinkhorn":
+        if self._equipartition(hasattr(self, "image_shape_")) == "sinkhorn":
             # Training already split every batch equally: what drifted is the argmax.
             stronger = (
                 f"tie predictions to the balanced training assignments (raise anchor_weight, "
@@ -694,14 +694,17 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return self.network, kwargs
 
+    def _equipartition(self, image: bool) -> str:
+        """``equipartition`` with "auto" resolved: Sinkhorn on images, entropy on features."""
+        if self.equipartition == "auto":
+            return "sinkhorn" if image else "entropy"
+        return self.equipartition
+
     def _criterion(self, image: bool) -> CDCLoss:
-        equipartition = self.equipartition
-        if equipartition == "auto":
-            equipartition = "sinkhorn" if image else "entropy"
         return CDCLoss(
             tau_c=self.tau_c,
             tau_z=self.tau_z,
-            equipartition=equipartition,
+            equipartition=self._equipartition(image),
             sinkhorn_epsilon=self.sinkhorn_epsilon,
             sinkhorn_iterations=self.sinkhorn_iterations,
             entropy_weight=self.entropy_weight,
