@@ -144,11 +144,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Entropic regularisation of Sinkhorn; smaller gives harder assignments.
     sinkhorn_iterations : int, default=3
         Sinkhorn iterations per batch.
-    anchor_weight : float, default=1.0
+    anchor_weight : float or "auto", default="auto"
         With ``equipartition="sinkhorn"``: weight of the cross-entropy that
         pulls ``softmax(logits)`` towards the other view's balanced
         assignment, so that prediction (``argmax(logits)``, no Sinkhorn)
-        inherits the balance.
+        inherits the balance. ``"auto"``: 3 in image mode, where a weaker tie
+        let the argmax collapse clusters that the training assignments kept
+        (Fashion-MNIST, ``docs/method.md``), 1 in frozen-feature mode.
     instance_dim : int, default=128
         Width of the instance part.
     hidden_dim : int, default=512
@@ -301,7 +303,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "entropy_weight": [Interval(Real, 0, None, closed="left")],
         "sinkhorn_epsilon": [Interval(Real, 0, None, closed="neither")],
         "sinkhorn_iterations": [Interval(Integral, 1, None, closed="left")],
-        "anchor_weight": [Interval(Real, 0, None, closed="left")],
+        "anchor_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "instance_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -346,7 +348,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         entropy_weight: float = 1.0,
         sinkhorn_epsilon: float = 0.5,
         sinkhorn_iterations: int = 3,
-        anchor_weight: float = 1.0,
+        anchor_weight: float | str = "auto",
         instance_dim: int = 128,
         hidden_dim: int = 512,
         n_init: str | int = "auto",
@@ -649,11 +651,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             if n_empty
             else f"one cluster holds {largest:.0%} of the samples"
         )
-        if self._equipartition(hasattr(self, "image_shape_")) == "sinkhorn":
+        image = hasattr(self, "image_shape_")
+        if self._equipartition(image) == "sinkhorn":
             # Training already split every batch equally: what drifted is the argmax.
             stronger = (
                 f"tie predictions to the balanced training assignments (raise anchor_weight, "
-                f"now {self.anchor_weight})"
+                f"now {self._anchor_weight(image)})"
             )
         else:
             stronger = (
@@ -700,6 +703,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             return "sinkhorn" if image else "entropy"
         return self.equipartition
 
+    def _anchor_weight(self, image: bool) -> float:
+        """``anchor_weight`` with "auto" resolved: 3 on images, 1 on features."""
+        if self.anchor_weight == "auto":
+            return 3.0 if image else 1.0
+        return self.anchor_weight
+
     def _criterion(self, image: bool) -> CDCLoss:
         return CDCLoss(
             tau_c=self.tau_c,
@@ -709,7 +718,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             sinkhorn_iterations=self.sinkhorn_iterations,
             entropy_weight=self.entropy_weight,
             negative_weighting=self.negative_weighting,
-            anchor_weight=self.anchor_weight,
+            anchor_weight=self._anchor_weight(image),
         )
 
     def _phases(self, X: np.ndarray, seed: int, device: torch.device) -> list[Phase]:
