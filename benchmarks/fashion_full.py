@@ -35,16 +35,24 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--root", type=Path, default=None, help="folder of the IDX files (default: Debian's)"
+    )
+    parser.add_argument("--split", default="all", choices=["all", "test", "train"])
+    parser.add_argument("--verbose", type=int, default=0, help="1: a progress bar per epoch")
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "fashion_full.json"
     )
     args = parser.parse_args(argv)
-    images, labels = load_fashion_mnist("all")
-    model = CDCClustering(10, epochs=args.epochs, device=args.device, random_state=args.seed)
+    images, labels = load_fashion_mnist(args.split, root=args.root)
+    model = CDCClustering(
+        10, epochs=args.epochs, device=args.device, random_state=args.seed, verbose=args.verbose
+    )
     start = time.perf_counter()
     model.fit(images)
     seconds = time.perf_counter() - start
     epoch_s, images_per_s = steady_rate(model, len(images))
     record = {
+        "split": args.split,
         "images": len(images),
         "device": str(model.device_),
         "machine": platform.machine(),

@@ -57,17 +57,29 @@ def steady_rate(model: CDCClustering, n_images: int) -> tuple[float, float]:
     return epoch_seconds, trained / epoch_seconds
 
 
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "throughput.md")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="multiply each row's image count (a GPU needs more steps to time)",
+    )
     args = parser.parse_args(argv)
     lines = [
         "| backbone | images | training images/s |",
         "|---|---|---|",
     ]
     for backbone, shape, n_images in CASES:
-        rate = measure(backbone, shape, n_images, args.device)
+        rate = measure(backbone, shape, n_images * args.scale, args.device)
         line = f"| {backbone} | {shape[0]}x{shape[1]}x{shape[2]} | {rate:.0f} |"
         print(line, flush=True)
         lines.append(line)
@@ -75,7 +87,7 @@ def main(argv=None) -> None:
         "# Image-mode training throughput\n\n"
         f"`python benchmarks/throughput.py --device {args.device}` on "
         f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch "
-        f"{torch.__version__}, device {args.device}. Batch 128, default augmentation, "
+        f"{torch.__version__}, device {_device_name(args.device)}, image counts x{args.scale}. Batch 128, default augmentation, "
         "second of two epochs; each image gives two views.\n\n" + "\n".join(lines) + "\n"
     )
 
