@@ -21,6 +21,12 @@ import torch
 from skcdc import CDCClustering
 
 ROOT = Path(__file__).resolve().parent.parent
+HEADER = (
+    "# Image-mode training throughput\n\n"
+    "Training images/s of `CDCClustering` per backbone: batch 128, default augmentation,\n"
+    "second of two epochs, each image giving two views. One section per device; a run\n"
+    "replaces its own device's section.\n"
+)
 
 CASES = [  # backbone, (H, W, C), images
     ("small_cnn", (28, 28, 1), 2048),
@@ -83,14 +89,26 @@ def main(argv=None) -> None:
         line = f"| {backbone} | {shape[0]}x{shape[1]}x{shape[2]} | {rate:.0f} |"
         print(line, flush=True)
         lines.append(line)
-    args.out.write_text(
-        "# Image-mode training throughput\n\n"
-        f"`python benchmarks/throughput.py --device {args.device}` on "
+    section = (
+        f"## {args.device}\n\n"
+        f"`python benchmarks/throughput.py --device {args.device} --scale {args.scale}` on "
         f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch "
-        f"{torch.__version__}, device {_device_name(args.device)}, image counts x{args.scale}. Batch 128, default augmentation, "
-        "second of two epochs; each image gives two views.\n\n" + "\n".join(lines) + "\n"
+        f"{torch.__version__}, device {_device_name(args.device)}.\n\n" + "\n".join(lines) + "\n"
     )
+    text = args.out.read_text() if args.out.exists() else HEADER
+    args.out.write_text(replace_section(text, f"## {args.device}\n", section))
 
+
+def replace_section(text: str, heading: str, section: str) -> str:
+    """``text`` with the section under ``heading`` (up to the next ``## ``) replaced
+    by ``section``, or with ``section`` appended when there is none, so a run on
+    one device keeps the other devices' tables."""
+    start = text.find(heading)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    end = text.find("\n## ", start + len(heading))
+    rest = text[end + 1 :] if end >= 0 else ""
+    return text[:start] + section + ("\n" + rest if rest else "")
 
 if __name__ == "__main__":
     main()

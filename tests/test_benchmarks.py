@@ -25,3 +25,18 @@ def test_quick_suite_writes_table_csv_and_plots(tmp_path):
     for png in ("benchmarks_acc.png", "benchmarks_curves.png"):
         data = (report.parent / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000
+
+
+def test_throughput_run_replaces_only_its_own_device_section():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from throughput import replace_section
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    text = "# T\n\n## cpu\n\nold cpu\n\n## cuda\n\ngpu rows\n"
+    replaced = replace_section(text, "## cpu\n", "## cpu\n\nnew cpu\n")
+    assert replaced == "# T\n\n## cpu\n\nnew cpu\n\n## cuda\n\ngpu rows\n"
+    last = replace_section(text, "## cuda\n", "## cuda\n\nnew gpu\n")
+    assert last == "# T\n\n## cpu\n\nold cpu\n\n## cuda\n\nnew gpu\n"
+    appended = replace_section("# T\n", "## mps\n", "## mps\n\nrows\n")
+    assert appended == "# T\n\n## mps\n\nrows\n"
