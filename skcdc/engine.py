@@ -261,8 +261,12 @@ class Engine:
 
     # ---------------------------------------------------------------- loop
 
-    def fit(self) -> Engine:
+    def fit(self, until: int | None = None) -> Engine:
         """Run the phases in order from ``self.epoch``, calling the callbacks.
+
+        ``until`` stops after that epoch (counted over all phases); calling
+        ``fit`` again continues from there, so a run can be paused, compared
+        with others and resumed.
 
         A NaN or infinite epoch loss, or a ``KeyboardInterrupt``, restores the
         weights of the last completed epoch and sets :attr:`stop_reason`
@@ -276,6 +280,8 @@ class Engine:
             callback.on_train_begin(self)
         try:
             for phase in self._remaining_phases():
+                if until is not None and self.epoch >= until:
+                    break
                 log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase.criterion)}
                 if not math.isfinite(log["loss"]):
                     self.stop_reason = DIVERGED

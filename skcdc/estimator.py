@@ -54,8 +54,10 @@ __all__ = ["CDCClustering"]
 # small enough that the activations of the default network stay in the tens of MB.
 _PREDICT_BATCH = 4096
 _PREDICT_BATCH_IMAGES = 512
-# n_init="auto" restarts 3 times up to this many samples.
+# n_init="auto" restarts 3 times up to this many samples (trained to the end)...
 _AUTO_N_INIT_MAX_SAMPLES = 5000
+# ...and above it in image mode, compared after this many epochs (n_init_epochs="auto").
+_AUTO_N_INIT_EPOCHS = 5
 
 
 class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -159,9 +161,20 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Number of trainings from different seeds; the one whose clusters
         agree best with the neighbour structure of the training data (the
         label-free :meth:`score`) is kept, as ``KMeans`` keeps its lowest
-        inertia. Costs ``n_init`` times the fit time. ``"auto"``: 3 on up
-        to 5000 samples (features or images), where seeds disagree most and
-        a fit is short, else 1 (``docs/method.md``).
+        inertia. Costs ``n_init`` times the fit time, unless ``n_init_epochs``
+        compares the runs early. ``"auto"``: 3 on up to 5000 samples
+        (features or images), where seeds disagree most and a fit is short;
+        above that 3 in image mode (compared early) and 1 on features
+        (``docs/method.md``).
+    n_init_epochs : "auto", int or None, default="auto"
+        With ``n_init > 1``: the epoch (counted over all phases) after which
+        the runs are compared by the label-free score; only the best trains
+        on to the end, the others are dropped, so ``n_init`` runs cost about
+        ``1 + (n_init - 1) * n_init_epochs / epochs`` single runs. None: every
+        run trains to the end and is compared there (surer, ``n_init`` times
+        the cost). ``"auto"``: 5 in image mode above 5000 samples, where
+        the score after 5 epochs already ranks the seeds as their final
+        accuracy does (Fashion-MNIST, ``docs/method.md``), else None.
     n_heads : int, default=1
         Independent categorical heads trained side by side on one encoder;
         the head with the lowest loss in the last epoch is kept
@@ -251,7 +264,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         the samples), ``time`` (seconds).
     run_scores_ : ndarray of shape (n_runs,)
         The label-free score (:meth:`score` on the training data) of each of
-        the ``n_init`` runs; the kept run has the highest.
+        the ``n_init`` runs, at the end or, when ``n_init_epochs`` compares
+        them early, at that epoch; the kept run has the highest.
     stop_reason_ : str or None
         None when every epoch ran; ``"interrupted"`` (KeyboardInterrupt) or
         ``"diverged"`` (NaN or infinite loss) when training stopped early
@@ -307,6 +321,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "instance_dim": [Interval(Integral, 1, None, closed="left")],
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "n_init_epochs": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "network": [StrOptions({"auto"}), type],
         "network_kwargs": [dict, None],
@@ -352,6 +367,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         instance_dim: int = 128,
         hidden_dim: int = 512,
         n_init: str | int = "auto",
+        n_init_epochs: str | int | None = "auto",
         n_heads: int = 1,
         network: str | type[nn.Module] = "auto",
         network_kwargs: dict | None = None,
@@ -393,6 +409,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.instance_dim = instance_dim
         self.hidden_dim = hidden_dim
         self.n_init = n_init
+        self.n_init_epochs = n_init_epochs
         self.n_heads = n_heads
         self.network = network
         self.network_kwargs = network_kwargs
@@ -442,53 +459,20 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             for attribute in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attribute, None)
             self.image_shape_ = tuple(X.shape[1:])
-            augmentation = (
-                default_augmentation(*self.image_shape_)
-                if isinstance(self.augmentation, str)
-                else self.augmentation
-            )
-            # Images move to the GPU once, as uint8, so batches never cross the bus.
-            neighbors = None
-            if self.neighbour_positives > 0:
-                pixels = torch.as_tensor(_flat(X), device=device)
-                neighbors = knn_indices(
-                    pixels, pixels, min(self.n_neighbors, X.shape[0] - 1), exclude_self=True
-                )
-            views = AugmentedViews(
-                X.to(device),
-                augmentation,
-                device,
-                neighbors=neighbors,
-                neighbour_rate=self.neighbour_positives,
-            )
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
             _check_float32_range(X)
             self._check_n_clusters(X.shape[0])
             self.__dict__.pop("image_shape_", None)
-            # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
-            data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
-            # The neighbour graph is deterministic: one search serves every run.
-            views = NeighbourViews(
-                data, self.n_neighbors, metric=self.metric, noise=self.feature_noise
-            )
-        best, stop_reason, scores = None, None, []
-        for run_index in range(self._resolved_n_init(X)):
-            seed = int(random_state.randint(np.iinfo(np.int32).max))
-            try:
-                run = self._train_once(X, views, device, seed, run_index)
-            except KeyboardInterrupt:
-                # Interrupted before this run finished an epoch: keep the earlier runs.
-                if best is None:
-                    raise
-                stop_reason = INTERRUPTED
-                break
-            scores.append(run.score)
-            if best is None or run.score > best.score:
-                best = run
-            if run.stop_reason is not None:
-                stop_reason = run.stop_reason
-                break
+        views = self._views(X, device)
+        image = isinstance(X, torch.Tensor)
+        n_init = self._resolved_n_init(X, image)
+        seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
+        until = self._resolved_n_init_epochs(X, image, n_init)
+        if until is None:
+            best, stop_reason, scores = self._full_runs(X, views, device, seeds)
+        else:
+            best, stop_reason, scores = self._selected_run(X, views, device, seeds, until)
 
         self.network_ = best.network
         self.device_ = device
@@ -512,10 +496,26 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             return is_image_input(X)
         return self.mode == "images"
 
-    def _resolved_n_init(self, X: np.ndarray | torch.Tensor) -> int:
+    def _resolved_n_init(self, X: np.ndarray | torch.Tensor, image: bool) -> int:
         if self.n_init != "auto":
             return self.n_init
-        return 3 if X.shape[0] <= _AUTO_N_INIT_MAX_SAMPLES else 1
+        # Large image sets compare their restarts early (n_init_epochs), which
+        # costs little; large tables keep one run within their time budget.
+        return 3 if X.shape[0] <= _AUTO_N_INIT_MAX_SAMPLES or image else 1
+
+    def _resolved_n_init_epochs(
+        self, X: np.ndarray | torch.Tensor, image: bool, n_init: int
+    ) -> int | None:
+        """The epoch after which the runs are compared, or None to train all to the end."""
+        until = self.n_init_epochs
+        if until == "auto":
+            large_images = image and X.shape[0] > _AUTO_N_INIT_MAX_SAMPLES
+            until = _AUTO_N_INIT_EPOCHS if large_images else None
+        total = self.epochs + self.self_labelling_epochs
+        total += self.init_epochs if self.init == "kmeans" else 0
+        if n_init == 1 or until is None or until >= total:
+            return None
+        return until
 
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:
@@ -560,37 +560,143 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ),
         )
 
-    def _train_once(
+    def _views(
+        self, X: np.ndarray | torch.Tensor, device: torch.device
+    ) -> NeighbourViews | AugmentedViews:
+        """What draws the two views of each sample: augmentations of an image
+        (images are moved to the device once, as uint8, so batches never cross
+        the bus) or a nearest neighbour of a vector."""
+        if isinstance(X, torch.Tensor):
+            augmentation = (
+                default_augmentation(*X.shape[1:])
+                if isinstance(self.augmentation, str)
+                else self.augmentation
+            )
+            neighbors = None
+            if self.neighbour_positives > 0:
+                pixels = torch.as_tensor(_flat(X), device=device)
+                neighbors = knn_indices(
+                    pixels, pixels, min(self.n_neighbors, X.shape[0] - 1), exclude_self=True
+                )
+            return AugmentedViews(
+                X.to(device),
+                augmentation,
+                device,
+                neighbors=neighbors,
+                neighbour_rate=self.neighbour_positives,
+            )
+        # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
+        data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
+        # The neighbour graph is deterministic: one search serves every run.
+        return NeighbourViews(data, self.n_neighbors, metric=self.metric, noise=self.feature_noise)
+
+    def _full_runs(
+        self,
+        X: np.ndarray | torch.Tensor,
+        views: NeighbourViews | AugmentedViews,
+        device: torch.device,
+        seeds: list[int],
+    ) -> tuple[_Run, str | None, list[float]]:
+        """Train one run per seed to the end and keep the best label-free score."""
+        best, stop_reason, scores = None, None, []
+        for run_index, seed in enumerate(seeds):
+            try:
+                engine, _ = self._start_run(X, views, device, seed, run_index)
+            except KeyboardInterrupt:
+                # Interrupted before this run finished an epoch: keep the earlier runs.
+                if best is None:
+                    raise
+                stop_reason = INTERRUPTED
+                break
+            run = self._finish_run(engine, X, views)
+            scores.append(run.score)
+            if best is None or run.score > best.score:
+                best = run
+            if run.stop_reason is not None:
+                stop_reason = run.stop_reason
+                break
+        return best, stop_reason, scores
+
+    def _selected_run(
+        self,
+        X: np.ndarray | torch.Tensor,
+        views: NeighbourViews | AugmentedViews,
+        device: torch.device,
+        seeds: list[int],
+        until: int,
+    ) -> tuple[_Run, str | None, list[float]]:
+        """Train every seed for ``until`` epochs, then only the best-scoring one
+        to the end: restarts for about the cost of one run plus the trials."""
+        trials, scores, stopped = [], [], None
+        for run_index, seed in enumerate(seeds):
+            try:
+                engine, paused = self._start_run(X, views, device, seed, run_index, until)
+            except KeyboardInterrupt:
+                if not trials:
+                    raise
+                stopped = INTERRUPTED
+                break
+            trials.append((engine, paused))
+            scores.append(self._score_engine(engine, X, views))
+            if engine.stop_reason is not None:
+                stopped = engine.stop_reason
+                break
+        engine, paused = trials[int(np.argmax(scores))]
+        if stopped is None:
+            with self._forked_rng(device):
+                engine.load_state_dict(paused)
+                engine.fit()
+        run = self._finish_run(engine, X, views)
+        return run, run.stop_reason or stopped, scores
+
+    @staticmethod
+    def _forked_rng(device: torch.device):
+        """A fork of torch's global generators: training draws from its own seed
+        while the user's random state stays untouched."""
+        return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+    def _start_run(
         self,
         X: np.ndarray | torch.Tensor,
         views: NeighbourViews | AugmentedViews,
         device: torch.device,
         seed: int,
         run_index: int = 0,
-    ) -> _Run:
-        """One training from ``seed``: the network, its history and its labels."""
-        # Forking the RNG keeps the user's global torch random state untouched
-        # while the network's initialisation (and the augmentations) draw from our seed.
-        fork_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
+        until: int | None = None,
+    ) -> tuple[Engine, dict | None]:
+        """A network trained from ``seed`` up to epoch ``until`` (the end when None),
+        and, when paused, the state to resume it from."""
+        with self._forked_rng(device):
             torch.manual_seed(seed)
             network = self._build_network(X).to(device)
             if device.type == "cuda" and isinstance(X, torch.Tensor):
                 network = network.to(memory_format=torch.channels_last)
             engine = self._make_engine(network, X, views, device, seed)
             self._attach_checkpoint(engine, X, seed, run_index)
-            engine.fit()
+            engine.fit(until)
+            # A paused run keeps its state, generators included, to resume exactly.
+            paused = engine.state_dict() if until is not None else None
+        return engine, paused
+
+    def _score_engine(
+        self, engine: Engine, X: np.ndarray | torch.Tensor, views: NeighbourViews | AugmentedViews
+    ) -> float:
+        """The label-free score of a run as it stands, read from its current best head."""
+        head = SelectHead(int(np.argmin(engine.head_losses)))
+        logits, z = _forward(nn.Sequential(*engine.network, head), X)
+        return _run_score(logits, z, views, self.n_neighbors)
+
+    def _finish_run(
+        self, engine: Engine, X: np.ndarray | torch.Tensor, views: NeighbourViews | AugmentedViews
+    ) -> _Run:
+        """What a trained run leaves: its network, history, labels and score."""
         # Several categorical heads: keep the one with the lowest loss in the
         # last epoch, as SCAN does; prediction then reads that head alone.
+        network = engine.network
         best_head = int(np.argmin(engine.head_losses))
         network.append(SelectHead(best_head))
         logits, z = _forward(network, X)
-        neighbors = (
-            views.neighbors.cpu().numpy()
-            if isinstance(views, NeighbourViews)
-            else _embedding_neighbors(z, self.n_neighbors)
-        )
-        score = _neighbour_agreement(logits.argmax(axis=1), neighbors)
+        score = _run_score(logits, z, views, self.n_neighbors)
         history = pd.DataFrame(engine.logs)
         return _Run(
             network, best_head, history, logits, z, score, engine.stop_reason, engine.epochs
@@ -929,6 +1035,19 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _run_score(
+    logits: np.ndarray, z: np.ndarray, views: NeighbourViews | AugmentedViews, n_neighbors: int
+) -> float:
+    """The label-free score of training predictions: agreement with the input's
+    neighbour graph (features) or with neighbours in the instance space (images)."""
+    neighbors = (
+        views.neighbors.cpu().numpy()
+        if isinstance(views, NeighbourViews)
+        else _embedding_neighbors(z, n_neighbors)
+    )
+    return _neighbour_agreement(logits.argmax(axis=1), neighbors)
 
 
 @dataclass

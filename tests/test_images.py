@@ -273,3 +273,47 @@ def test_neighbour_positives_train(shapes):
         3, neighbour_positives=0.5, epochs=15, batch_size=16, n_init=1, random_state=0
     )
     assert adjusted_rand_score(labels, model.fit(images).labels_) > 0.8
+
+
+# ------------------------------------------------ restarts compared early
+
+
+def test_a_run_paused_for_the_comparison_resumes_exactly(shapes):
+    """Pausing after the trial epochs and resuming (global generators included:
+    the augmentation draws from them) ends where an uninterrupted run ends."""
+    images, _ = shapes
+    model = CDCClustering(3, **{**TINY, "epochs": 3})
+    X = load_images(images)
+    model.image_shape_ = tuple(X.shape[1:])
+    cpu = torch.device("cpu")
+    views = model._views(X, cpu)
+    whole, _, _ = model._full_runs(X, views, cpu, [7])
+    paused, _, scores = model._selected_run(X, views, cpu, [7, 7], until=1)
+    assert scores[0] == scores[1]
+    np.testing.assert_array_equal(whole.logits, paused.logits)
+    assert whole.history["loss"].tolist() == paused.history["loss"].tolist()
+
+
+def test_restarts_compared_early_keep_the_best_and_finish_it(shapes):
+    images, _ = shapes
+    params = {**TINY, "epochs": 3, "n_init": 3, "n_init_epochs": 1}
+    model = CDCClustering(3, **params).fit(images)
+    assert len(model.run_scores_) == 3
+    assert model.n_iter_ == 3 and model.history_["epoch"].tolist() == [1, 2, 3]
+    assert model.stop_reason_ is None
+    again = CDCClustering(3, **params).fit(images)
+    np.testing.assert_array_equal(model.labels_, again.labels_)
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [((6000, 1, 4, 4), 5), ((5000, 1, 4, 4), None), ((6000, 16), None)],
+)
+def test_n_init_epochs_auto_compares_large_image_sets_early(shape, expected):
+    X = torch.zeros(shape, dtype=torch.uint8) if len(shape) == 4 else np.zeros(shape)
+    model = CDCClustering(10)
+    image = len(shape) == 4
+    n_init = model._resolved_n_init(X, image)
+    assert n_init == (3 if image or shape[0] <= 5000 else 1)
+    assert model._resolved_n_init_epochs(X, image, n_init) == expected
+    assert CDCClustering(10, epochs=5)._resolved_n_init_epochs(X, image, 3) is None
