@@ -164,8 +164,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         inertia. Costs ``n_init`` times the fit time, unless ``n_init_epochs``
         compares the runs early. ``"auto"``: 3 on up to 5000 samples
         (features or images), where seeds disagree most and a fit is short;
-        above that 3 in image mode (compared early) and 1 on features
-        (``docs/method.md``).
+        above that 3 when the runs are compared early (by default in image
+        mode), else 1 (``docs/method.md``).
     n_init_epochs : "auto", int or None, default="auto"
         With ``n_init > 1``: the epoch (counted over all phases) after which
         the runs are compared by the label-free score; only the best trains
@@ -466,9 +466,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             self.__dict__.pop("image_shape_", None)
         views = self._views(X, device)
         image = isinstance(X, torch.Tensor)
-        n_init = self._resolved_n_init(X, image)
+        n_init, until = self._restart_plan(X, image)
         seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
-        until = self._resolved_n_init_epochs(X, image, n_init)
         if until is None:
             best, stop_reason, scores = self._full_runs(X, views, device, seeds)
         else:
@@ -496,26 +495,23 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             return is_image_input(X)
         return self.mode == "images"
 
-    def _resolved_n_init(self, X: np.ndarray | torch.Tensor, image: bool) -> int:
-        if self.n_init != "auto":
-            return self.n_init
-        # Large image sets compare their restarts early (n_init_epochs), which
-        # costs little; large tables keep one run within their time budget.
-        return 3 if X.shape[0] <= _AUTO_N_INIT_MAX_SAMPLES or image else 1
-
-    def _resolved_n_init_epochs(
-        self, X: np.ndarray | torch.Tensor, image: bool, n_init: int
-    ) -> int | None:
-        """The epoch after which the runs are compared, or None to train all to the end."""
+    def _restart_plan(self, X: np.ndarray | torch.Tensor, image: bool) -> tuple[int, int | None]:
+        """How many runs to train, and the epoch after which they are compared
+        (None: each trains to the end)."""
+        large = X.shape[0] > _AUTO_N_INIT_MAX_SAMPLES
         until = self.n_init_epochs
         if until == "auto":
-            large_images = image and X.shape[0] > _AUTO_N_INIT_MAX_SAMPLES
-            until = _AUTO_N_INIT_EPOCHS if large_images else None
+            until = _AUTO_N_INIT_EPOCHS if image and large else None
         total = self.epochs + self.self_labelling_epochs
         total += self.init_epochs if self.init == "kmeans" else 0
-        if n_init == 1 or until is None or until >= total:
-            return None
-        return until
+        if until is not None and until >= total:
+            until = None
+        n_init = self.n_init
+        if n_init == "auto":
+            # Restarts trained to the end on a large table would overrun its time
+            # budget; compared early, they cost little.
+            n_init = 1 if large and until is None else 3
+        return n_init, (until if n_init > 1 else None)
 
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:

@@ -306,14 +306,16 @@ def test_restarts_compared_early_keep_the_best_and_finish_it(shapes):
 
 
 @pytest.mark.parametrize(
-    "shape, expected",
-    [((6000, 1, 4, 4), 5), ((5000, 1, 4, 4), None), ((6000, 16), None)],
+    "shape, params, plan",
+    [
+        ((6000, 1, 4, 4), {}, (3, 5)),  # large image sets: compared after 5 epochs
+        ((5000, 1, 4, 4), {}, (3, None)),  # small sets: trained to the end
+        ((6000, 16), {}, (1, None)),  # large tables: one run
+        ((6000, 16), {"n_init_epochs": 2}, (3, 2)),
+        ((6000, 1, 4, 4), {"epochs": 5}, (1, None)),  # nothing left to save
+        ((6000, 1, 4, 4), {"n_init": 1}, (1, None)),
+    ],
 )
-def test_n_init_epochs_auto_compares_large_image_sets_early(shape, expected):
+def test_restart_plan(shape, params, plan):
     X = torch.zeros(shape, dtype=torch.uint8) if len(shape) == 4 else np.zeros(shape)
-    model = CDCClustering(10)
-    image = len(shape) == 4
-    n_init = model._resolved_n_init(X, image)
-    assert n_init == (3 if image or shape[0] <= 5000 else 1)
-    assert model._resolved_n_init_epochs(X, image, n_init) == expected
-    assert CDCClustering(10, epochs=5)._resolved_n_init_epochs(X, image, 3) is None
+    assert CDCClustering(10, **params)._restart_plan(X, image=len(shape) == 4) == plan
