@@ -113,6 +113,18 @@ def test_keyboard_interrupt_keeps_a_usable_estimator(blobs):
     np.testing.assert_array_equal(model.labels_, reference.labels_)
 
 
+def test_interrupt_after_restarts_were_compared_early_keeps_the_chosen_run(blobs):
+    X, _ = blobs
+    # Each run trains one epoch (6 training passes) before the comparison; the
+    # chosen one is interrupted early in its second.
+    params = dict(n_init=2, n_init_epochs=1, epochs=4)
+    with pytest.warns(TrainingStoppedWarning, match="interrupted after 1 of 4 epochs"):
+        model = faulty(CALLS_PER_EPOCH + 2, "interrupt", **params).fit(X)
+    assert model.stop_reason_ == "interrupted"
+    assert model.n_iter_ == 1 and len(model.run_scores_) == 2
+    assert model.predict(X).shape == (X.shape[0],)
+
+
 def test_keyboard_interrupt_before_any_epoch_propagates(blobs):
     X, _ = blobs
     model = faulty(2, "interrupt")
