@@ -110,5 +110,6 @@ def replace_section(text: str, heading: str, section: str) -> str:
     rest = text[end + 1 :] if end >= 0 else ""
     return text[:start] + section + ("\n" + rest if rest else "")
 
+
 if __name__ == "__main__":
     main()

@@ -8,8 +8,8 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -29,8 +29,8 @@ from torch.utils.data import RandomSampler
 from . import persistence
 from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar
 from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
-from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
 from .images import IMAGE_LAYOUTS, is_image_input, load_images
+from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
 from .networks import (
     BACKBONES,
     ChannelNormalizer,

@@ -7,7 +7,6 @@ from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 from torch import nn
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from skcdc import CDCClustering
 from skcdc.images import load_images
