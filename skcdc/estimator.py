@@ -761,6 +761,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"strengthen the equal-size prior (raise entropy_weight, now "
                 f"{self.entropy_weight}, or use equipartition='sinkhorn')"
             )
+            if self.init != "kmeans":
+                # Measured on separated blobs that one run merged (docs/method.md).
+                stronger += ", start from k-means' partition (init='kmeans')"
         warnings.warn(
             f"Cluster collapse: {found}. If the data has that many distinct groups, "
             f"{stronger}, lower learning_rate, or restart more (n_init); if the groups "

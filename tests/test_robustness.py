@@ -154,7 +154,8 @@ class ConstantNetwork(nn.Module):
 
 
 @pytest.mark.parametrize(
-    "equipartition, advice", [("entropy", "entropy_weight"), ("sinkhorn", "anchor_weight")]
+    "equipartition, advice",
+    [("entropy", "entropy_weight.*init='kmeans'"), ("sinkhorn", "anchor_weight")],
 )
 def test_collapse_is_reported_in_history_and_warned(blobs, equipartition, advice):
     X, _ = blobs
