@@ -106,7 +106,7 @@ def batched(recipe: Callable, image_size: tuple[int, int]) -> BatchedAugmentatio
             return None
         if isinstance(step, v2.RandomResizedCrop) and tuple(step.size) != tuple(image_size):
             return None  # a crop that also resizes changes the image size
-        if _interpolation(getattr(step, "interpolation", "bilinear")) not in _MODES:
+        if _step_mode(step) not in _MODES:
             return None
         plan.append((step, p))
     return BatchedAugmentation(plan)
@@ -122,18 +122,19 @@ class BatchedAugmentation:
 
     def __init__(self, plan: list[tuple[object, float]]) -> None:
         self.plan = plan
+        # Resolved once: __call__ runs on every training batch.
+        self._modes = [_step_mode(step) for step, _ in plan]
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Augment float images (B, C, H, W) in [0, 1]; returns a new tensor."""
         n, _, height, width = batch.shape
         out = batch
-        for step, p in self.plan:
+        for (step, p), mode in zip(self.plan, self._modes):
             apply = torch.rand(n) < p
             if isinstance(step, _GEOMETRIC):
                 # One resampling per step, as v2 does: merging steps into one
                 # warp would skip the nearest-neighbour rounding of RandomAffine.
                 theta = _affine(step, apply, n, height, width)
-                mode = _interpolation(getattr(step, "interpolation", "bilinear"))
                 warped = _warp(out, theta, mode)
                 if isinstance(step, v2.RandomAffine) and mode != "nearest":
                     # v2 fades the fill in with the warped coverage mask, a
@@ -145,8 +146,10 @@ class BatchedAugmentation:
         return out
 
 
-def _interpolation(mode: object) -> str:
-    """grid_sample's name for a v2 interpolation mode (enum or string)."""
+def _step_mode(step: object) -> str:
+    """grid_sample's name for a step's v2 interpolation mode (enum or string;
+    bilinear for steps without one)."""
+    mode = getattr(step, "interpolation", "bilinear")
     name = str(getattr(mode, "value", mode))
     return "nearest" if name == "nearest-exact" else name
 

@@ -674,18 +674,17 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self, engine: Engine, X: np.ndarray | torch.Tensor, views: NeighbourViews | AugmentedViews
     ) -> float:
         """The label-free score of a run as it stands, read from its current best head."""
-        head = SelectHead(int(np.argmin(engine.head_losses)))
+        head = SelectHead(_best_head(engine))
         logits, z = _forward(nn.Sequential(*engine.network, head), X)
         return _run_score(logits, z, views, self.n_neighbors)
 
     def _finish_run(
         self, engine: Engine, X: np.ndarray | torch.Tensor, views: NeighbourViews | AugmentedViews
     ) -> _Run:
-        """What a trained run leaves: its network, history, labels and score."""
-        # Several categorical heads: keep the one with the lowest loss in the
-        # last epoch, as SCAN does; prediction then reads that head alone.
+        """What a trained run leaves: its network, history, labels and score;
+        prediction then reads the best head alone."""
         network = engine.network
-        best_head = int(np.argmin(engine.head_losses))
+        best_head = _best_head(engine)
         network.append(SelectHead(best_head))
         logits, z = _forward(network, X)
         score = _run_score(logits, z, views, self.n_neighbors)
@@ -1030,6 +1029,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _best_head(engine: Engine) -> int:
+    """Of several categorical heads, the one with the lowest loss in the last
+    epoch, as SCAN keeps it."""
+    return int(np.argmin(engine.head_losses))
 
 
 def _run_score(
