@@ -173,6 +173,8 @@ class Engine:
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.head_losses: list[float] = []
+        # Cluster sizes per head, (H, K), counted over the last epoch.
+        self.cluster_counts: torch.Tensor | None = None
         self.logs: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
 
@@ -216,6 +218,7 @@ class Engine:
             n_batches += 1
         n_batches = max(n_batches, 1)
         self.head_losses = (head_losses / n_batches).tolist()
+        self.cluster_counts = counts
         best = int(torch.as_tensor(self.head_losses).argmin())
         return {
             "loss": totals["loss"].item() / n_batches,
@@ -288,9 +291,10 @@ class Engine:
                     break
                 self.epoch += 1
                 self.logs.append(log)
-                last_good = self._snapshot()
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, log)
+                # After the callbacks: one may change the weights (relocation).
+                last_good = self._snapshot()
         except KeyboardInterrupt:
             if self.epoch == 0:
                 raise

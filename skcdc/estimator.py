@@ -31,6 +31,7 @@ from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar
 from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
 from .images import IMAGE_LAYOUTS, is_image_input, load_images
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
+from .relocation import EmptyClusterRelocation
 from .networks import (
     BACKBONES,
     ChannelNormalizer,
@@ -174,6 +175,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         cost). Not a default: on Fashion-MNIST images the score after 5
         epochs ranked four seeds right but picked, for another seed, a run
         that ended below the one a single run gives (``docs/method.md``).
+    relocate_empty_clusters : bool, default=True
+        After an epoch in which no training sample chose a cluster, move that
+        cluster to split the widest one (as k-means relocates an empty
+        centre; :mod:`skcdc.relocation`), so that a cluster lost early is not
+        lost for good. Nothing changes in a run where every cluster stays in
+        use; not done in the last 5 epochs; ``history_["n_relocated"]``
+        counts it per epoch. Networks without
+        :class:`skcdc.networks.CDCHeads` are left alone.
     n_heads : int, default=1
         Independent categorical heads trained side by side on one encoder;
         the head with the lowest loss in the last epoch is kept
@@ -260,7 +269,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
         (entropy of the training-time cluster sizes over ``log K``: 1 is
         balanced), ``n_empty_clusters``, ``largest_cluster`` (its share of
-        the samples), ``time`` (seconds).
+        the samples), ``time`` (seconds), ``n_relocated`` (clusters relocated
+        after the epoch, see ``relocate_empty_clusters``; absent when off).
     run_scores_ : ndarray of shape (n_runs,)
         The label-free score (:meth:`score` on the training data) of each of
         the ``n_init`` runs, at the end or, when ``n_init_epochs`` compares
@@ -321,6 +331,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "n_init_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "relocate_empty_clusters": ["boolean"],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "network": [StrOptions({"auto"}), type],
         "network_kwargs": [dict, None],
@@ -367,6 +378,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         hidden_dim: int = 512,
         n_init: str | int = "auto",
         n_init_epochs: int | None = None,
+        relocate_empty_clusters: bool = True,
         n_heads: int = 1,
         network: str | type[nn.Module] = "auto",
         network_kwargs: dict | None = None,
@@ -409,6 +421,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.hidden_dim = hidden_dim
         self.n_init = n_init
         self.n_init_epochs = n_init_epochs
+        self.relocate_empty_clusters = relocate_empty_clusters
         self.n_heads = n_heads
         self.network = network
         self.network_kwargs = network_kwargs
@@ -858,6 +871,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         sampler_generator = torch.Generator().manual_seed(seed)
         view_generator = torch.Generator(device=device).manual_seed(seed + 1)
         callbacks: list = []
+        if self.relocate_empty_clusters:
+            callbacks.append(EmptyClusterRelocation())
         if self.verbose:
             callbacks.append(ProgressBar(desc="CDCClustering"))
         return Engine(

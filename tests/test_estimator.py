@@ -42,7 +42,7 @@ def test_fitted_attributes(blobs, fitted):
     assert fitted.n_iter_ == 15
     assert list(fitted.history_.columns) == [
         "epoch", "phase", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters",
-        "largest_cluster", "time",
+        "largest_cluster", "time", "n_relocated",
     ]
     assert len(fitted.history_) == 15
     assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9

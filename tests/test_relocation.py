@@ -1,0 +1,88 @@
+"""Empty-cluster relocation: the cut it makes and its place in the training loop."""
+
+import numpy as np
+import torch
+from sklearn.datasets import make_blobs
+from torch.utils.data import RandomSampler
+
+from skcdc.engine import Engine, Phase
+from skcdc.loss import CDCLoss
+from skcdc.networks import VectorCDCNetwork
+from skcdc.relocation import EmptyClusterRelocation, split_row, two_means_threshold
+from skcdc.views import NeighbourViews
+
+
+def test_split_row_cuts_a_merged_pair_of_groups_at_the_gap():
+    g = torch.Generator().manual_seed(0)
+    # Rows 0 and 1 of the layer; row 0 wins both groups, row 1 wins nothing.
+    group_a = torch.randn(100, 6, generator=g) * 0.3 + torch.tensor([4.0, 0, 0, 0, 0, 0])
+    group_b = torch.randn(60, 6, generator=g) * 0.3 - torch.tensor([4.0, 0, 0, 0, 0, 0])
+    h = torch.cat([group_a, group_b])
+    weight = torch.zeros(3, 6)
+    bias = torch.tensor([5.0, -5.0, 0.0])
+    kept = (weight[2].clone(), bias[2].clone())
+    assert ((h @ weight.T + bias).argmax(1) == 0).all()
+
+    split_row(weight, bias, h, source=0, target=1)
+
+    labels = (h @ weight.T + bias).argmax(1)
+    side_a, side_b = labels[:100], labels[100:]
+    # The cut follows the gap between the groups: each lands whole on one side.
+    assert len(side_a.unique()) == 1 and len(side_b.unique()) == 1
+    assert set(torch.cat([side_a[:1], side_b[:1]]).tolist()) == {0, 1}
+    torch.testing.assert_close((weight[2], bias[2]), kept)
+
+
+def _engine_with_dead_cluster(relocation):
+    X, _ = make_blobs(400, n_features=8, centers=4, cluster_std=0.5, random_state=0)
+    data = torch.as_tensor(X, dtype=torch.float32)
+    torch.manual_seed(0)
+    network = VectorCDCNetwork(8, 4, instance_dim=16, hidden_dim=32)
+    with torch.no_grad():
+        # Cluster 3 starts far out of reach: no sample will choose it.
+        network.heads.categorical.bias[3] = -100.0
+    loss = CDCLoss(tau_c=0.2, tau_z=0.2, equipartition="entropy", negative_weighting="debiased")
+    engine = Engine(
+        network,
+        [Phase("cdc", loss, 2)],
+        NeighbourViews(data, 5),
+        torch.optim.AdamW(network.parameters(), lr=1e-3),
+        sampler=RandomSampler(range(400), generator=torch.Generator().manual_seed(0)),
+        batch_size=100,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(1),
+        n_clusters=4,
+        callbacks=[relocation] if relocation else [],
+    )
+    return engine.fit(), data
+
+
+def test_engine_relocates_a_cluster_no_sample_chose():
+    engine, data = _engine_with_dead_cluster(EmptyClusterRelocation(stop_before=0))
+    assert engine.logs[0]["n_empty_clusters"] >= 1
+    assert engine.logs[0]["n_relocated"] == engine.logs[0]["n_empty_clusters"]
+    with torch.no_grad():
+        labels = engine.network(data)[0].argmax(1)
+    assert (labels == 3).sum() > 0
+    # The hook is gone after training: inference records nothing.
+    assert not engine.network.heads._forward_hooks
+
+
+def test_without_relocation_the_dead_cluster_stays_dead():
+    engine, data = _engine_with_dead_cluster(None)
+    with torch.no_grad():
+        labels = engine.network(data)[0].argmax(1)
+    assert (labels == 3).sum() == 0
+    assert "n_relocated" not in engine.logs[0]
+
+
+def test_no_relocation_in_the_last_epochs():
+    engine, _ = _engine_with_dead_cluster(EmptyClusterRelocation(stop_before=2))
+    assert [log["n_relocated"] for log in engine.logs] == [0, 0]
+    assert np.all([log["n_empty_clusters"] >= 1 for log in engine.logs])
+
+
+def test_two_means_threshold_falls_in_the_gap_of_unequal_groups():
+    values = torch.cat([torch.linspace(0.0, 1.0, 90), torch.linspace(5.0, 5.5, 10)])
+    threshold = two_means_threshold(values[torch.randperm(100)])
+    assert 1.0 < threshold < 5.0
