@@ -173,8 +173,11 @@ class Engine:
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.head_losses: list[float] = []
-        # Cluster sizes per head, (H, K), counted over the last epoch.
+        # Cluster sizes per head, (H, K), counted over the last epoch, and how
+        # many epochs in a row each cluster has had no sample.
         self.cluster_counts: torch.Tensor | None = None
+        self.empty_epochs: torch.Tensor | None = None
+        self.steps_per_epoch = 0
         self.logs: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
 
@@ -219,6 +222,9 @@ class Engine:
         n_batches = max(n_batches, 1)
         self.head_losses = (head_losses / n_batches).tolist()
         self.cluster_counts = counts
+        self.steps_per_epoch = n_batches
+        empty = (counts == 0).long()
+        self.empty_epochs = empty if self.empty_epochs is None else (self.empty_epochs + empty) * empty
         best = int(torch.as_tensor(self.head_losses).argmin())
         return {
             "loss": totals["loss"].item() / n_batches,
@@ -252,6 +258,8 @@ class Engine:
         self.epoch = int(state["epoch"])
         self.head_losses = list(state["head_losses"])
         self.logs = [dict(log) for log in state["logs"]]
+        empty_epochs = state.get("empty_epochs")
+        self.empty_epochs = None if empty_epochs is None else empty_epochs.to(self.device)
         if not rng:
             return
         self.generator.set_state(state["view_generator"])
@@ -339,6 +347,7 @@ class Engine:
             "network": copy_tensors(self.network.state_dict()),
             "optimizer": copy_tensors(self.optimizer.state_dict()),
             "head_losses": list(self.head_losses),
+            "empty_epochs": copy_tensors(self.empty_epochs),
             "logs": [dict(log) for log in self.logs],
         }
 

@@ -176,12 +176,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         epochs ranked four seeds right but picked, for another seed, a run
         that ended below the one a single run gives (``docs/method.md``).
     relocate_empty_clusters : bool, default=True
-        After an epoch in which no training sample chose a cluster, move that
-        cluster to split the widest one (as k-means relocates an empty
-        centre; :mod:`skcdc.relocation`), so that a cluster lost early is not
-        lost for good. Nothing changes in a run where every cluster stays in
-        use; not done in the last 5 epochs; ``history_["n_relocated"]``
-        counts it per epoch. Networks without
+        When no training sample has chosen a cluster for 300 optimiser steps
+        in a row, move that cluster to split the widest one (as k-means
+        relocates an empty centre; :mod:`skcdc.relocation`), so that a
+        cluster lost early is not lost for good. Clusters that come back by
+        themselves do so sooner and are left alone, so nothing changes in a
+        run where they do; not done in the last 5 epochs;
+        ``history_["n_relocated"]`` counts it per epoch. Networks without
         :class:`skcdc.networks.CDCHeads` are left alone.
     n_heads : int, default=1
         Independent categorical heads trained side by side on one encoder;
@@ -776,6 +777,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             if self.init != "kmeans":
                 # Measured on separated blobs that one run merged (docs/method.md).
                 stronger += ", start from k-means' partition (init='kmeans')"
+            if not self.relocate_empty_clusters:
+                stronger += ", relocate_empty_clusters=True"
         warnings.warn(
             f"Cluster collapse: {found}. If the data has that many distinct groups, "
             f"{stronger}, lower learning_rate, or restart more (n_init); if the groups "

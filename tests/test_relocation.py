@@ -33,7 +33,7 @@ def test_split_row_cuts_a_merged_pair_of_groups_at_the_gap():
     torch.testing.assert_close((weight[2], bias[2]), kept)
 
 
-def _engine_with_dead_cluster(relocation):
+def _engine_with_dead_cluster(relocation, epochs=2):
     X, _ = make_blobs(400, n_features=8, centers=4, cluster_std=0.5, random_state=0)
     data = torch.as_tensor(X, dtype=torch.float32)
     torch.manual_seed(0)
@@ -44,7 +44,7 @@ def _engine_with_dead_cluster(relocation):
     loss = CDCLoss(tau_c=0.2, tau_z=0.2, equipartition="entropy", negative_weighting="debiased")
     engine = Engine(
         network,
-        [Phase("cdc", loss, 2)],
+        [Phase("cdc", loss, epochs)],
         NeighbourViews(data, 5),
         torch.optim.AdamW(network.parameters(), lr=1e-3),
         sampler=RandomSampler(range(400), generator=torch.Generator().manual_seed(0)),
@@ -58,7 +58,7 @@ def _engine_with_dead_cluster(relocation):
 
 
 def test_engine_relocates_a_cluster_no_sample_chose():
-    engine, data = _engine_with_dead_cluster(EmptyClusterRelocation(stop_before=0))
+    engine, data = _engine_with_dead_cluster(EmptyClusterRelocation(patience=4, stop_before=0))
     assert engine.logs[0]["n_empty_clusters"] >= 1
     assert engine.logs[0]["n_relocated"] == engine.logs[0]["n_empty_clusters"]
     with torch.no_grad():
@@ -77,12 +77,32 @@ def test_without_relocation_the_dead_cluster_stays_dead():
 
 
 def test_no_relocation_in_the_last_epochs():
-    engine, _ = _engine_with_dead_cluster(EmptyClusterRelocation(stop_before=2))
+    engine, _ = _engine_with_dead_cluster(EmptyClusterRelocation(patience=4, stop_before=2))
     assert [log["n_relocated"] for log in engine.logs] == [0, 0]
     assert np.all([log["n_empty_clusters"] >= 1 for log in engine.logs])
+
+
+def test_a_cluster_is_relocated_only_after_patience_steps_empty():
+    relocation = EmptyClusterRelocation(patience=8, stop_before=0)
+    engine, data = _engine_with_dead_cluster(relocation, epochs=3)
+    relocated = [log["n_relocated"] for log in engine.logs]
+    assert relocated[0] == 0 and relocated[1] >= 1
+    # The count of empty epochs is the engine's state: it survives a checkpoint.
+    state = engine.state_dict()
+    assert state["empty_epochs"].shape == (1, 4)
 
 
 def test_two_means_threshold_falls_in_the_gap_of_unequal_groups():
     values = torch.cat([torch.linspace(0.0, 1.0, 90), torch.linspace(5.0, 5.5, 10)])
     threshold = two_means_threshold(values[torch.randperm(100)])
     assert 1.0 < threshold < 5.0
+
+
+def test_estimator_relocation_switch():
+    from skcdc import CDCClustering
+
+    X, _ = make_blobs(200, n_features=6, centers=3, random_state=0)
+    params = dict(n_clusters=3, epochs=2, n_init=1, batch_size=64, random_state=0)
+    on = CDCClustering(**params).fit(X)
+    off = CDCClustering(**params, relocate_empty_clusters=False).fit(X)
+    assert "n_relocated" in on.history_ and "n_relocated" not in off.history_
