@@ -775,7 +775,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"{self.entropy_weight}, or use equipartition='sinkhorn')"
             )
             if self.init != "kmeans":
-                # Measured on separated blobs that one run merged (docs/method.md).
                 stronger += ", start from k-means' partition (init='kmeans')"
             if not self.relocate_empty_clusters:
                 stronger += ", relocate_empty_clusters=True"

@@ -1,21 +1,23 @@
-"""Empty-cluster relocation: a cluster that lost every sample is moved to split
-the widest one, as k-means relocates an empty centre.
+"""Empty-cluster relocation: a cluster that no sample has chosen for a long
+time is moved to split another, as k-means relocates an empty centre.
 
-Under the equipartition prior a cluster that no sample chooses any more gets
-almost no gradient back (the prior's pull on a cluster is proportional to its
-share, which is zero), so a cluster that dies early stays dead and the
-partition keeps two true groups merged. Relocation gives such a cluster a
-fresh start where it is most likely needed: the cluster of largest inertia
-(its members' summed squared distance to their mean, in the head's input
-space) is cut in two along its top principal direction, bisecting k-means'
-step, and the dead cluster's row of the categorical layer takes one side. The
-other rows are left as they are, so nothing changes for a run in which every
-cluster is used.
+The entropy form of the equipartition prior reads the mean *soft*
+assignment, so a diffuse cluster that is nobody's argmax satisfies it almost
+as well as a real one; such a cluster can stay empty for the rest of the run
+while two true groups share one cluster (docs/method.md, "Empty clusters are
+relocated"). Relocation gives it a fresh start where one is most needed:
+every live cluster is bisected as bisecting k-means would (top principal
+direction of its members' head inputs, exact two-means threshold along it),
+the cut that lowers the within-cluster sum of squares most is taken, and the
+dead cluster's row of the categorical layer becomes the far side of it. The
+other rows are left as they are, so nothing changes in a run in which every
+cluster is in use.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,57 +25,59 @@ from torch import nn
 from .engine import Callback, Engine
 from .networks import CDCHeads
 
-__all__ = ["EmptyClusterRelocation", "split_row", "two_means_threshold"]
+__all__ = ["Cut", "EmptyClusterRelocation", "bisect", "split_row", "two_means_split"]
 
 
-def split_row(
-    weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor, source: int, target: int
-) -> None:
-    """Rewrite row ``target`` of a linear layer so that it takes one side of
-    the inputs ``h`` that row ``source`` wins, in place.
+@dataclass
+class Cut:
+    """A cut of a group of head inputs in two: along ``direction``, at
+    ``threshold``; ``spread`` is the std of the projections and ``gain`` the
+    drop in the within-group sum of squares along ``direction`` that the cut
+    brings (the k-means objective a bisection lowers)."""
 
-    The cut is bisecting k-means': the top principal direction ``u`` of ``h``,
-    cut where two means along it fit best (:func:`two_means_threshold`, so
-    unequal groups are not cut through the larger one). The new row is row
-    ``source`` plus a step along ``u``, with the bias set so that
-    ``logit_target - logit_source = 2 (h . u - threshold) / std(h . u)``: steep
-    enough to hold, and the other rows are left as they are.
+    direction: torch.Tensor
+    threshold: torch.Tensor
+    spread: torch.Tensor
+    gain: float
 
-    Parameters
-    ----------
-    weight : Tensor of shape (K, F)
-    bias : Tensor of shape (K,)
-    h : Tensor of shape (n, F)
-        Inputs of the layer that row ``source`` currently wins; ``n >= 2``.
-    source, target : int
-        The row to split and the row to overwrite.
-    """
+
+def bisect(h: torch.Tensor) -> Cut | None:
+    """Bisecting k-means' cut of ``h``: along its top principal direction, at
+    the exact 1-D two-means threshold (:func:`two_means_split`), so unequal
+    groups are not cut through the larger one. None when ``h`` has fewer than
+    two rows or does not spread."""
+    if h.shape[0] < 2:
+        return None
     h = h.float()
     # The right singular vector of the largest singular value: the direction
-    # along which the source's members spread most.
+    # along which the group spreads most.
     direction = torch.linalg.svd(h - h.mean(0), full_matrices=False).Vh[0]
     projection = h @ direction
-    scale = 2.0 / projection.std().clamp_min(1e-6)
-    threshold = two_means_threshold(projection)
-    weight[target] = weight[source] + scale * direction.to(weight.dtype)
-    bias[target] = bias[source] - (scale * threshold).to(bias.dtype)
+    spread = projection.std()
+    if not spread > 1e-6 * (1.0 + projection.abs().mean()):
+        return None
+    threshold, gain = two_means_split(projection)
+    return Cut(direction, threshold, spread, gain)
 
 
-def _largest_inertia(h: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> int:
-    """The cluster whose members lie farthest from their mean in total
-    (bisecting k-means' "biggest_inertia"): a merged pair of groups, rather
-    than merely the most populous group, which may be one true large cluster."""
-    one_hot = torch.nn.functional.one_hot(labels, n_clusters).to(h.dtype)
-    sizes = one_hot.sum(0)
-    sums = one_hot.T @ h
-    # sum ||h - mean||^2 = sum ||h||^2 - ||sum h||^2 / n, per cluster.
-    inertia = one_hot.T @ (h * h).sum(1) - (sums * sums).sum(1) / sizes.clamp_min(1)
-    return int(inertia.argmax())
+def split_row(weight: torch.Tensor, bias: torch.Tensor, cut: Cut, source: int, target: int) -> None:
+    """Rewrite row ``target`` of a linear layer, in place, so that it takes the
+    far side of ``cut`` from row ``source``.
+
+    The new row is row ``source`` plus a step along the cut's direction, with
+    the bias set so that ``logit_target - logit_source = 2 (h . u -
+    threshold) / spread``: steep enough to hold. The other rows are left as
+    they are.
+    """
+    scale = 2.0 / cut.spread
+    weight[target] = weight[source] + (scale * cut.direction).to(weight.dtype)
+    bias[target] = bias[source] - (scale * cut.threshold).to(bias.dtype)
 
 
-def two_means_threshold(values: torch.Tensor) -> torch.Tensor:
+def two_means_split(values: torch.Tensor) -> tuple[torch.Tensor, float]:
     """The cut of 1-D values into two groups of least within-group squared
-    error (exact 1-D 2-means), as the midpoint between the groups."""
+    error (exact 1-D 2-means): the midpoint between the groups, and how much
+    the cut lowers the sum of squares."""
     v = values.double().sort().values
     n = v.numel()
     left = torch.arange(1, n, dtype=v.dtype, device=v.device)
@@ -81,7 +85,8 @@ def two_means_threshold(values: torch.Tensor) -> torch.Tensor:
     total, total2 = v.sum(), (v * v).sum()
     sse = (cum2 - cum**2 / left) + (total2 - cum2) - (total - cum) ** 2 / (n - left)
     i = int(sse.argmin())
-    return ((v[i] + v[i + 1]) / 2).float()
+    gain = float(total2 - total**2 / n - sse[i])
+    return ((v[i] + v[i + 1]) / 2).float(), gain
 
 
 class EmptyClusterRelocation(Callback):
@@ -149,8 +154,8 @@ class EmptyClusterRelocation(Callback):
         log["n_relocated"] = relocated
 
     def _relocate(self, h: torch.Tensor, dead: torch.Tensor) -> int:
-        """Split the widest cluster for each dead one, head by head; the
-        number of clusters relocated."""
+        """Bisect, for each dead cluster, the cluster whose cut gains most,
+        head by head; the number of clusters relocated."""
         layer = self._heads.categorical
         n_clusters = self._heads.n_clusters
         relocated = 0
@@ -160,13 +165,16 @@ class EmptyClusterRelocation(Callback):
                 weight, bias = layer.weight[rows], layer.bias[rows]
                 for empty in torch.nonzero(dead[head]).flatten().tolist():
                     # Read the assignment from the layer as it is now, so that a
-                    # second empty cluster sees the first one's cut.
+                    # second dead cluster sees the first one's cut.
                     labels = (h @ weight.T.float() + bias.float()).argmax(1)
-                    widest = _largest_inertia(h, labels, n_clusters)
-                    members = h[labels == widest]
-                    if members.shape[0] < 2:
+                    cuts = {c: bisect(h[labels == c]) for c in labels.unique().tolist()}
+                    cuts = {c: cut for c, cut in cuts.items() if cut is not None}
+                    if not cuts:
                         break
-                    split_row(weight, bias, members, widest, empty)
+                    # The cut that lowers the k-means objective most: a merged
+                    # pair of groups, not merely the largest or widest group.
+                    source = max(cuts, key=lambda c: cuts[c].gain)
+                    split_row(weight, bias, cuts[source], source, empty)
                     relocated += 1
         return relocated
 

@@ -1,6 +1,7 @@
 """Empty-cluster relocation: the cut it makes and its place in the training loop."""
 
 import numpy as np
+import pytest
 import torch
 from sklearn.datasets import make_blobs
 from torch.utils.data import RandomSampler
@@ -8,7 +9,7 @@ from torch.utils.data import RandomSampler
 from skcdc.engine import Engine, Phase
 from skcdc.loss import CDCLoss
 from skcdc.networks import VectorCDCNetwork
-from skcdc.relocation import EmptyClusterRelocation, split_row, two_means_threshold
+from skcdc.relocation import EmptyClusterRelocation, bisect, split_row, two_means_split
 from skcdc.views import NeighbourViews
 
 
@@ -23,7 +24,7 @@ def test_split_row_cuts_a_merged_pair_of_groups_at_the_gap():
     kept = (weight[2].clone(), bias[2].clone())
     assert ((h @ weight.T + bias).argmax(1) == 0).all()
 
-    split_row(weight, bias, h, source=0, target=1)
+    split_row(weight, bias, bisect(h), source=0, target=1)
 
     labels = (h @ weight.T + bias).argmax(1)
     side_a, side_b = labels[:100], labels[100:]
@@ -92,10 +93,23 @@ def test_a_cluster_is_relocated_only_after_patience_steps_empty():
     assert state["empty_epochs"].shape == (1, 4)
 
 
-def test_two_means_threshold_falls_in_the_gap_of_unequal_groups():
+def test_two_means_split_falls_in_the_gap_of_unequal_groups():
     values = torch.cat([torch.linspace(0.0, 1.0, 90), torch.linspace(5.0, 5.5, 10)])
-    threshold = two_means_threshold(values[torch.randperm(100)])
+    threshold, gain = two_means_split(values[torch.randperm(100)])
     assert 1.0 < threshold < 5.0
+    # The gain is the between-group sum of squares: 90 * 10 / 100 * (5.25 - 0.5)^2.
+    assert gain == pytest.approx(9 * 4.75**2, rel=1e-6)
+
+
+def test_bisect_gains_more_on_a_merged_pair_than_on_a_larger_single_group():
+    g = torch.Generator().manual_seed(0)
+    single = torch.randn(1000, 8, generator=g)
+    offset = torch.zeros(8)
+    offset[0] = 6.0
+    pair = torch.cat([torch.randn(100, 8, generator=g), torch.randn(178, 8, generator=g) + offset])
+    # The single group has the larger inertia, the pair the larger gain.
+    assert (single - single.mean(0)).square().sum() > (pair - pair.mean(0)).square().sum()
+    assert bisect(pair).gain > bisect(single).gain
 
 
 def test_estimator_relocation_switch():
@@ -106,3 +120,8 @@ def test_estimator_relocation_switch():
     on = CDCClustering(**params).fit(X)
     off = CDCClustering(**params, relocate_empty_clusters=False).fit(X)
     assert "n_relocated" in on.history_ and "n_relocated" not in off.history_
+
+
+def test_nothing_to_cut_in_identical_inputs():
+    assert bisect(torch.ones(50, 4)) is None
+    assert bisect(torch.ones(1, 4)) is None
