@@ -29,6 +29,7 @@ __all__ = [
     "load_fashion_mnist_efficientnet",
     "load_fashion_mnist_pixels",
     "make_imbalanced_blobs",
+    "make_separated_blobs",
 ]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -266,6 +267,28 @@ def make_imbalanced_blobs(
     )
 
 
+def make_separated_blobs(
+    n_samples: int = 10000, n_features: int = 1280, n_clusters: int = 10, random_state: int = 0
+) -> Dataset:
+    """Equal, perfectly separated Gaussian clusters (``sklearn.datasets.make_blobs``).
+
+    The shape of the Fashion-MNIST embeddings (10000 x 1280) with an answer
+    k-means finds exactly: a check that a method does not merge clusters any
+    simple method separates.
+    """
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(
+        n_samples=n_samples, n_features=n_features, centers=n_clusters, random_state=random_state
+    )
+    return Dataset(
+        "separated-blobs",
+        X.astype(np.float32),
+        y,
+        f"{n_clusters} equal, separated Gaussian clusters, {n_samples} x {n_features}",
+    )
+
+
 #: The benchmark suite's data sets, by the name its tables use.
 BENCHMARK_DATASETS = {
     "digits": load_digits_features,
@@ -273,6 +296,7 @@ BENCHMARK_DATASETS = {
     "bbc-news-minilm": load_bbc_news_minilm,
     "fashion-mnist-pixels": load_fashion_mnist_pixels,
     "imbalanced-blobs": make_imbalanced_blobs,
+    "separated-blobs": make_separated_blobs,
     # Image mode: the encoder is trained end to end on the images themselves.
     "digits-images": load_digits_images,
     "fashion-mnist-images": load_fashion_mnist_images,

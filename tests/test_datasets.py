@@ -46,6 +46,16 @@ def test_digits_and_imbalanced_blobs():
     assert sizes.max() / sizes.min() == pytest.approx(10, rel=0.05)
 
 
+def test_separated_blobs_are_what_k_means_finds_exactly():
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    blobs = datasets.make_separated_blobs(n_samples=300, n_features=20, n_clusters=3)
+    assert blobs.X.shape == (300, 20) and blobs.X.dtype == np.float32
+    labels = KMeans(3, n_init=3, random_state=0).fit_predict(blobs.X)
+    assert adjusted_rand_score(blobs.y, labels) == 1.0
+
+
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SKCDC_CACHE", str(tmp_path))
     assert datasets.cache_dir() == tmp_path
