@@ -224,7 +224,8 @@ class Engine:
         self.cluster_counts = counts
         self.steps_per_epoch = n_batches
         empty = (counts == 0).long()
-        self.empty_epochs = empty if self.empty_epochs is None else (self.empty_epochs + empty) * empty
+        previous = self.empty_epochs if self.empty_epochs is not None else 0
+        self.empty_epochs = (previous + empty) * empty
         best = int(torch.as_tensor(self.head_losses).argmin())
         return {
             "loss": totals["loss"].item() / n_batches,
@@ -299,10 +300,11 @@ class Engine:
                     break
                 self.epoch += 1
                 self.logs.append(log)
+                # Before the callbacks: an interrupt while they run (a
+                # checkpoint being written) still finds this epoch kept.
+                last_good = self._snapshot()
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, log)
-                # After the callbacks: one may change the weights (relocation).
-                last_good = self._snapshot()
         except KeyboardInterrupt:
             if self.epoch == 0:
                 raise

@@ -31,7 +31,6 @@ from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar
 from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
 from .images import IMAGE_LAYOUTS, is_image_input, load_images
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
-from .relocation import EmptyClusterRelocation
 from .networks import (
     BACKBONES,
     ChannelNormalizer,
@@ -40,6 +39,7 @@ from .networks import (
     SelectHead,
     VectorCDCNetwork,
 )
+from .relocation import EmptyClusterRelocation
 from .views import (
     METRICS,
     AugmentedViews,
@@ -177,9 +177,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         that ended below the one a single run gives (``docs/method.md``).
     relocate_empty_clusters : bool, default=True
         When no training sample has chosen a cluster for 300 optimiser steps
-        in a row, move that cluster to split the widest one (as k-means
-        relocates an empty centre; :mod:`skcdc.relocation`), so that a
-        cluster lost early is not lost for good. Clusters that come back by
+        in a row, move that cluster onto the far side of the bisecting-k-means
+        cut that lowers the within-cluster sum of squares most, usually a
+        merged pair (as k-means relocates an empty centre;
+        :mod:`skcdc.relocation`), so that a cluster lost early is not lost for
+        good. Clusters that come back by
         themselves do so sooner and are left alone, so nothing changes in a
         run where they do; not done in the last 5 epochs;
         ``history_["n_relocated"]`` counts it per epoch. Networks without

@@ -163,11 +163,13 @@ class EmptyClusterRelocation(Callback):
             for head in range(dead.shape[0]):
                 rows = slice(head * n_clusters, (head + 1) * n_clusters)
                 weight, bias = layer.weight[rows], layer.bias[rows]
-                for empty in torch.nonzero(dead[head]).flatten().tolist():
+                dead_rows = torch.nonzero(dead[head]).flatten().tolist()
+                for empty in dead_rows:
                     # Read the assignment from the layer as it is now, so that a
                     # second dead cluster sees the first one's cut.
                     labels = (h @ weight.T.float() + bias.float()).argmax(1)
-                    cuts = {c: bisect(h[labels == c]) for c in labels.unique().tolist()}
+                    live = set(labels.unique().tolist()) - set(dead_rows)
+                    cuts = {c: bisect(h[labels == c]) for c in live}
                     cuts = {c: cut for c, cut in cuts.items() if cut is not None}
                     if not cuts:
                         break

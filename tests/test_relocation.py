@@ -85,7 +85,7 @@ def test_no_relocation_in_the_last_epochs():
 
 def test_a_cluster_is_relocated_only_after_patience_steps_empty():
     relocation = EmptyClusterRelocation(patience=8, stop_before=0)
-    engine, data = _engine_with_dead_cluster(relocation, epochs=3)
+    engine, _ = _engine_with_dead_cluster(relocation, epochs=3)
     relocated = [log["n_relocated"] for log in engine.logs]
     assert relocated[0] == 0 and relocated[1] >= 1
     # The count of empty epochs is the engine's state: it survives a checkpoint.
@@ -116,7 +116,7 @@ def test_estimator_relocation_switch():
     from skcdc import CDCClustering
 
     X, _ = make_blobs(200, n_features=6, centers=3, random_state=0)
-    params = dict(n_clusters=3, epochs=2, n_init=1, batch_size=64, random_state=0)
+    params = {"n_clusters": 3, "epochs": 2, "n_init": 1, "batch_size": 64, "random_state": 0}
     on = CDCClustering(**params).fit(X)
     off = CDCClustering(**params, relocate_empty_clusters=False).fit(X)
     assert "n_relocated" in on.history_ and "n_relocated" not in off.history_
