@@ -122,6 +122,7 @@ class EmptyClusterRelocation(Callback):
         self.buffer_size = buffer_size
         self._heads: CDCHeads | None = None
         self._hook = None
+        self._recording = False
         self._buffer: deque = deque()
         self._buffered = 0
 
@@ -129,9 +130,17 @@ class EmptyClusterRelocation(Callback):
         self._heads = next((m for m in engine.network.modules() if isinstance(m, CDCHeads)), None)
         if self._heads is not None:
             self._hook = self._heads.register_forward_hook(self._record)
+            self._recording = self._may_relocate_next(engine)
+
+    def _may_relocate_next(self, engine: Engine) -> bool:
+        """Whether a cluster can be dead at the end of the coming epoch; only
+        then are the head inputs kept, off the training step otherwise."""
+        if engine.empty_epochs is None or engine.steps_per_epoch == 0:
+            return True
+        return bool(((engine.empty_epochs + 1) * engine.steps_per_epoch >= self.patience).any())
 
     def _record(self, module: nn.Module, inputs: tuple, output: tuple) -> None:
-        if not module.training:
+        if not (self._recording and module.training):
             return
         h = inputs[0].detach()
         self._buffer.append(h)
@@ -151,6 +160,7 @@ class EmptyClusterRelocation(Callback):
                 # A relocated cluster starts its count afresh.
                 engine.empty_epochs[dead] = 0
         self._clear()
+        self._recording = self._may_relocate_next(engine)
         log["n_relocated"] = relocated
 
     def _relocate(self, h: torch.Tensor, dead: torch.Tensor) -> int:

@@ -125,3 +125,22 @@ def test_estimator_relocation_switch():
 def test_nothing_to_cut_in_identical_inputs():
     assert bisect(torch.ones(50, 4)) is None
     assert bisect(torch.ones(1, 4)) is None
+
+
+def test_head_inputs_are_kept_only_in_epochs_that_may_end_in_a_relocation():
+    class Spy(EmptyClusterRelocation):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.kept, self.may = [], []
+
+        def on_epoch_end(self, engine, log):
+            self.kept.append(self._buffered)
+            super().on_epoch_end(engine, log)
+            self.may.append(self._recording)
+
+    # 4 steps per epoch, patience 8: cluster 3, empty from the start, can be
+    # dead after epoch 2 at the earliest; a cluster in use cannot be by then.
+    spy = Spy(patience=8, stop_before=0)
+    _engine_with_dead_cluster(spy, epochs=4)
+    assert spy.kept[0] > 0 and spy.may[0]
+    assert [kept > 0 for kept in spy.kept[1:]] == spy.may[:-1]
