@@ -173,13 +173,16 @@ class Engine:
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.head_losses: list[float] = []
-        # Cluster sizes per head, (H, K), counted over the last epoch, and how
-        # many epochs in a row each cluster has had no sample.
-        self.cluster_counts: torch.Tensor | None = None
+        # Per head and cluster, (H, K): how many epochs in a row it has had no
+        # sample (None before the first epoch).
         self.empty_epochs: torch.Tensor | None = None
-        self.steps_per_epoch = 0
         self.logs: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch (the last partial batch is dropped)."""
+        return max(len(self.sampler) // self.batch_size, 1)
 
     def _autocast(self):
         if self.mixed_precision:
@@ -221,8 +224,6 @@ class Engine:
             n_batches += 1
         n_batches = max(n_batches, 1)
         self.head_losses = (head_losses / n_batches).tolist()
-        self.cluster_counts = counts
-        self.steps_per_epoch = n_batches
         empty = (counts == 0).long()
         previous = self.empty_epochs if self.empty_epochs is not None else 0
         self.empty_epochs = (previous + empty) * empty

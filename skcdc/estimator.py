@@ -181,11 +181,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         cut that lowers the within-cluster sum of squares most, usually a
         merged pair (as k-means relocates an empty centre;
         :mod:`skcdc.relocation`), so that a cluster lost early is not lost for
-        good. Clusters that come back by
-        themselves do so sooner and are left alone, so nothing changes in a
-        run where they do; not done in the last 5 epochs;
-        ``history_["n_relocated"]`` counts it per epoch. Networks without
-        :class:`skcdc.networks.CDCHeads` are left alone.
+        good. Clusters that come back by themselves do so sooner and are left
+        alone, so nothing changes in a run where they do; not done in the last
+        5 epochs; ``history_["n_relocated"]`` counts it per epoch. Networks
+        without :class:`skcdc.networks.CDCHeads` are left alone.
     n_heads : int, default=1
         Independent categorical heads trained side by side on one encoder;
         the head with the lowest loss in the last epoch is kept

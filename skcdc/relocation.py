@@ -130,14 +130,18 @@ class EmptyClusterRelocation(Callback):
         self._heads = next((m for m in engine.network.modules() if isinstance(m, CDCHeads)), None)
         if self._heads is not None:
             self._hook = self._heads.register_forward_hook(self._record)
-            self._recording = self._may_relocate_next(engine)
+            # Nothing counted yet (a fresh run): keep the first epoch's inputs.
+            self._recording = engine.empty_epochs is None or self._may_die(engine)
 
-    def _may_relocate_next(self, engine: Engine) -> bool:
-        """Whether a cluster can be dead at the end of the coming epoch; only
-        then are the head inputs kept, off the training step otherwise."""
-        if engine.empty_epochs is None or engine.steps_per_epoch == 0:
-            return True
-        return bool(((engine.empty_epochs + 1) * engine.steps_per_epoch >= self.patience).any())
+    def _dead(self, engine: Engine, epochs_ahead: int = 0) -> torch.Tensor:
+        """Which clusters are dead now, or will be after ``epochs_ahead`` more
+        empty epochs."""
+        return (engine.empty_epochs + epochs_ahead) * engine.steps_per_epoch >= self.patience
+
+    def _may_die(self, engine: Engine) -> bool:
+        """Whether the coming epoch can end with a dead cluster: only then are
+        head inputs kept, so the training step is left alone otherwise."""
+        return bool(self._dead(engine, epochs_ahead=1).any())
 
     def _record(self, module: nn.Module, inputs: tuple, output: tuple) -> None:
         if not (self._recording and module.training):
@@ -152,15 +156,14 @@ class EmptyClusterRelocation(Callback):
         if self._heads is None:
             return
         relocated = 0
-        if engine.empty_epochs is not None:
-            dead = engine.empty_epochs * engine.steps_per_epoch >= self.patience
-            if engine.epoch <= engine.epochs - self.stop_before and dead.any() and self._buffer:
-                h = torch.cat(list(self._buffer)).float()
-                relocated = self._relocate(h, dead)
-                # A relocated cluster starts its count afresh.
-                engine.empty_epochs[dead] = 0
+        dead = self._dead(engine)  # counted by the epoch that just ended
+        if engine.epoch <= engine.epochs - self.stop_before and dead.any() and self._buffer:
+            h = torch.cat(list(self._buffer)).float()
+            relocated = self._relocate(h, dead)
+            # A relocated cluster starts its count afresh.
+            engine.empty_epochs[dead] = 0
         self._clear()
-        self._recording = self._may_relocate_next(engine)
+        self._recording = self._may_die(engine)
         log["n_relocated"] = relocated
 
     def _relocate(self, h: torch.Tensor, dead: torch.Tensor) -> int:
