@@ -33,6 +33,7 @@ from .images import IMAGE_LAYOUTS, is_image_input, load_images
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
 from .networks import (
     BACKBONES,
+    BackboneFeatures,
     ChannelNormalizer,
     ImageCDCNetwork,
     InputScaler,
@@ -114,6 +115,15 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         image).
     freeze_backbone : bool, default=False
         Image mode: keep the backbone fixed and train the heads only.
+    refine_epochs : int or "auto", default="auto"
+        Image mode, default network: epochs of a second stage (this
+        library's extra, after SCAN's clustering step) that freezes the
+        backbone trained end to end and clusters its features of the
+        training images in frozen-feature mode: new heads, positives among
+        the ``n_neighbors`` nearest neighbours in that feature space, the
+        other parameters as given. Its network then predicts. ``"auto"``:
+        ``epochs``; 0 skips it. It gained 1 to 5 ACC points on digits and
+        Fashion-MNIST images (``docs/method.md``).
     num_workers : int, default=0
         DataLoader workers that decode a dataset or an image folder.
     tau_c : float, default=0.2
@@ -266,6 +276,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     image_shape_ : tuple of int
         Image mode only: (C, H, W) of the training images; ``predict`` asks
         for the same.
+    refined_ : bool
+        Whether the refinement stage (``refine_epochs``) ran, so that its
+        network predicts from the frozen backbone's features.
     history_ : pandas.DataFrame
         One row per epoch: ``phase`` (``"init"``, ``"cdc"`` or ``"self-labelling"``),
         ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
@@ -319,6 +332,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "backbone": [StrOptions(set(BACKBONES)), type],
         "backbone_weights": [dict, str, os.PathLike, None],
         "freeze_backbone": ["boolean"],
+        "refine_epochs": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "neighbour_positives": [Interval(Real, 0, 1, closed="both")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "tau_c": [Interval(Real, 0, None, closed="neither")],
@@ -366,6 +380,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         backbone: str | type[nn.Module] = "auto",
         backbone_weights: dict | str | os.PathLike | None = None,
         freeze_backbone: bool = False,
+        refine_epochs: int | str = "auto",
         neighbour_positives: float = 0.0,
         num_workers: int = 0,
         tau_c: float = 0.2,
@@ -409,6 +424,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.backbone = backbone
         self.backbone_weights = backbone_weights
         self.freeze_backbone = freeze_backbone
+        self.refine_epochs = refine_epochs
         self.neighbour_positives = neighbour_positives
         self.num_workers = num_workers
         self.tau_c = tau_c
@@ -485,6 +501,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             best, stop_reason, scores = self._full_runs(X, views, device, seeds)
         else:
             best, stop_reason, scores = self._selected_run(X, views, device, seeds, until)
+        self.refined_ = False
+        if stop_reason is None and self._refinement_epochs(X) > 0:
+            best = self._refine(best, X, int(random_state.randint(np.iinfo(np.int32).max)))
+            stop_reason = best.stop_reason
 
         self.network_ = best.network
         self.device_ = device
@@ -512,9 +532,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         """How many runs to train, and the epoch after which they are compared
         (None: each trains to the end)."""
         until = self.n_init_epochs
-        total = self.epochs + self.self_labelling_epochs
-        total += self.init_epochs if self.init == "kmeans" else 0
-        if until is not None and until >= total:
+        if until is not None and until >= self._planned_epochs():
             until = None
         n_init = self.n_init
         if n_init == "auto":
@@ -523,6 +541,70 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             large = X.shape[0] > _AUTO_N_INIT_MAX_SAMPLES
             n_init = 1 if large and until is None else 3
         return n_init, (until if n_init > 1 else None)
+
+    def _planned_epochs(self) -> int:
+        """Epochs of one run, all its phases together."""
+        return self.epochs + self.self_labelling_epochs + (self.init_epochs if self.init == "kmeans" else 0)
+
+    def _refinement_epochs(self, X: np.ndarray | torch.Tensor) -> int:
+        """Epochs of the refinement stage: image mode, built-in network only
+        (a user's network need not have a backbone to freeze)."""
+        if not isinstance(X, torch.Tensor) or not isinstance(self.network, str):
+            return 0
+        return self.epochs if self.refine_epochs == "auto" else self.refine_epochs
+
+    def _refinement_stage(self, X: np.ndarray | torch.Tensor, seed: int | None) -> CDCClustering:
+        """The frozen-feature estimator of the refinement stage: this one's
+        parameters, on features, with the default network."""
+        params = self.get_params()
+        params.update(
+            mode="features",
+            network="auto",
+            network_kwargs=None,
+            epochs=self._refinement_epochs(X),
+            refine_epochs=0,
+            random_state=seed,
+        )
+        if self.checkpoint_dir is not None:
+            params["checkpoint_dir"] = Path(self.checkpoint_dir) / "refine"
+        return type(self)(**params)
+
+    def _refine(self, run: _Run, X: torch.Tensor, seed: int) -> _Run:
+        """SCAN's clustering step with CDC's loss: freeze the backbone the
+        end-to-end stage trained and cluster its features of the training
+        images in frozen-feature mode. Contrastive training on augmentations
+        leaves features whose neighbours share a class more often than the
+        head's argmax does; neighbour positives exploit that."""
+        encoder = _backbone_encoder(run.network)
+        features = np.concatenate([h.float().cpu().numpy() for h in _map_blocks(encoder, X)])
+        stage = self._refinement_stage(X, seed)
+        try:
+            with warnings.catch_warnings():
+                # This fit checks the final labels and reports a stop, once.
+                warnings.simplefilter("ignore", CollapseWarning)
+                warnings.simplefilter("ignore", TrainingStoppedWarning)
+                stage.fit(features)
+        except KeyboardInterrupt:
+            # Interrupted before the refinement finished an epoch: the first stage stands.
+            run.stop_reason = INTERRUPTED
+            run.planned_epochs += stage._planned_epochs()
+            return run
+        self.refined_ = True
+        history = stage.history_.assign(
+            epoch=stage.history_["epoch"] + run.history["epoch"].iloc[-1],
+            phase=stage.history_["phase"].map(_refinement_phase),
+        )
+        logits, z = _forward(stage.network_, features)
+        return _Run(
+            network=nn.Sequential(*encoder, *stage.network_),
+            best_head=stage.best_head_,
+            history=pd.concat([run.history, history], ignore_index=True),
+            logits=logits,
+            z=z,
+            score=run.score,
+            stop_reason=stage.stop_reason_,
+            planned_epochs=run.planned_epochs + stage._planned_epochs(),
+        )
 
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:
@@ -538,6 +620,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             like = np.zeros((2, self.n_features_in_), dtype=np.float32)
         network = self._build_network(like, pretrained=False)
+        if getattr(self, "refined_", False):
+            encoder = _backbone_encoder(network).eval()
+            with torch.no_grad():
+                width = encoder(like).shape[1]
+            stage = self._refinement_stage(like, None)
+            network = nn.Sequential(
+                *encoder, *stage._build_network(np.zeros((2, width), dtype=np.float32))
+            )
         network.append(SelectHead(self.best_head_))
         return network
 
@@ -763,7 +853,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             if n_empty
             else f"one cluster holds {largest:.0%} of the samples"
         )
-        image = hasattr(self, "image_shape_")
+        # Refined labels come from the frozen-feature stage, so its settings apply.
+        image = hasattr(self, "image_shape_") and not self.refined_
         if self._equipartition(image) == "sinkhorn":
             # Training already split every batch equally: what drifted is the argmax.
             stronger = (
@@ -1096,10 +1187,17 @@ def _dominant_share(n_clusters: int) -> float:
 
 def _forward(network: nn.Module, X: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Logits and instance vectors of validated X (a table or images), in evaluation mode."""
-    device = _module_device(network)
+    outputs = _map_blocks(network, X)
+    logits = np.concatenate([l.float().cpu().numpy() for l, _ in outputs])
+    return logits, np.concatenate([z.float().cpu().numpy() for _, z in outputs])
+
+
+def _map_blocks(module: nn.Module, X: np.ndarray | torch.Tensor) -> list[Any]:
+    """``module``'s outputs on validated X, block by block, in evaluation mode."""
+    device = _module_device(module)
     step = _PREDICT_BATCH_IMAGES if isinstance(X, torch.Tensor) else _PREDICT_BATCH
-    logits, instances = [], []
-    network.eval()
+    outputs = []
+    module.eval()
     with torch.inference_mode():
         for start in range(0, X.shape[0], step):
             if isinstance(X, torch.Tensor):
@@ -1107,10 +1205,18 @@ def _forward(network: nn.Module, X: np.ndarray | torch.Tensor) -> tuple[np.ndarr
             else:
                 block = np.ascontiguousarray(X[start : start + step])
                 block = torch.tensor(block, dtype=torch.float32, device=device)
-            l, z = network(block)
-            logits.append(l.float().cpu().numpy())
-            instances.append(z.float().cpu().numpy())
-    return np.concatenate(logits), np.concatenate(instances)
+            outputs.append(module(block))
+    return outputs
+
+
+def _backbone_encoder(network: nn.Sequential) -> nn.Sequential:
+    """Image mode's input normalisation and backbone, without the heads."""
+    return nn.Sequential(network[0], BackboneFeatures(network[1].backbone))
+
+
+def _refinement_phase(phase: str) -> str:
+    """The refinement stage's phases in the history: ``"refine"`` for its CDC phase."""
+    return "refine" if phase == "cdc" else f"refine-{phase}"
 
 
 def _check_float32_range(X: np.ndarray) -> None:

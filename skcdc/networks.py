@@ -19,6 +19,7 @@ from torch import nn
 
 __all__ = [
     "BACKBONES",
+    "BackboneFeatures",
     "CDCHeads",
     "ChannelNormalizer",
     "ImageCDCNetwork",
@@ -313,6 +314,21 @@ class ImageCDCNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.heads(self.backbone(x).flatten(1))
+
+
+class BackboneFeatures(nn.Module):
+    """An image network's backbone alone, flattened: the input of its heads.
+
+    What the refinement stage (``refine_epochs``) clusters on once the
+    end-to-end stage has trained the backbone.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x).flatten(1)
 
 
 def _make_backbone(

@@ -82,7 +82,7 @@ _ARRAYS = (
     "cluster_centers_",
     "run_scores_",
 )
-_VALUES = ("n_iter_", "best_head_", "stop_reason_", "n_features_in_", "image_shape_")
+_VALUES = ("n_iter_", "best_head_", "stop_reason_", "n_features_in_", "image_shape_", "refined_")
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:

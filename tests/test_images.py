@@ -10,6 +10,8 @@ from torch.utils.data import Dataset
 
 from skcdc import CDCClustering
 from skcdc.images import load_images
+from skcdc.networks import BackboneFeatures
+from skcdc.persistence import load_model, save_model
 from skcdc.views import default_augmentation
 
 TINY = dict(epochs=2, batch_size=16, n_init=1, random_state=0)
@@ -176,6 +178,46 @@ def test_same_seed_same_labels_in_image_mode(shapes, fitted_images):
     np.testing.assert_allclose(again.transform(images), fitted_images.transform(images), atol=1e-6)
 
 
+def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_images, tmp_path):
+    images, _ = shapes
+    model = fitted_images
+    assert model.refined_
+    assert model.history_["phase"].tolist() == ["cdc", "cdc", "refine", "refine"]
+    assert model.n_iter_ == 4 and model.history_["epoch"].tolist() == [1, 2, 3, 4]
+    assert isinstance(model.network_[1], BackboneFeatures)
+    # The end-to-end stage is the same with the refinement off; the refinement
+    # leaves its backbone as it was and replaces the heads.
+    unrefined = CDCClustering(3, refine_epochs=0, **TINY).fit(images)
+    assert not unrefined.refined_ and unrefined.history_["phase"].tolist() == ["cdc", "cdc"]
+    refined = model.network_[1].backbone.state_dict()
+    for name, value in unrefined.network_[1].backbone.state_dict().items():
+        torch.testing.assert_close(refined[name], value)
+    assert model.instance_embedding_.shape == (48, model.instance_dim)
+    save_model(model, tmp_path / "refined.skcdc")
+    loaded = load_model(tmp_path / "refined.skcdc")
+    assert loaded.refined_
+    np.testing.assert_array_equal(loaded.predict(images), model.labels_)
+    np.testing.assert_allclose(loaded.transform(images), model.transform(images), atol=1e-6)
+
+
+def test_a_user_network_is_not_refined(shapes):
+    images, _ = shapes
+
+    class Net(nn.Module):
+        def __init__(self, in_channels, image_size, n_clusters, instance_dim):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 144, 16), nn.ReLU())
+            self.logits = nn.Linear(16, n_clusters)
+            self.z = nn.Linear(16, instance_dim)
+
+        def forward(self, x):
+            h = self.body(x)
+            return self.logits(h), nn.functional.normalize(self.z(h), dim=1)
+
+    model = CDCClustering(3, network=Net, **TINY).fit(images)
+    assert not model.refined_ and set(model.history_["phase"]) == {"cdc"}
+
+
 @pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
 def test_named_backbones_train(shapes, backbone):
     images, _ = shapes
@@ -208,7 +250,8 @@ def test_user_backbone_class_weights_file_and_freezing(shapes, tmp_path):
     backbone = model.network_[1].backbone
     for name, value in backbone.state_dict().items():
         torch.testing.assert_close(value, weights[name])  # frozen: untouched
-    assert model.network_[1].heads.categorical.in_features == 5 * 2 * 2
+    # The refinement stage clusters the frozen backbone's 5 x 2 x 2 features.
+    assert model.refined_ and model.network_[2].mean.shape == (5 * 2 * 2,)
 
 
 def test_fine_tuned_backbone_moves_from_the_given_weights(shapes):
@@ -298,7 +341,9 @@ def test_restarts_compared_early_keep_the_best_and_finish_it(shapes):
     params = {**TINY, "epochs": 3, "n_init": 3, "n_init_epochs": 1}
     model = CDCClustering(3, **params).fit(images)
     assert len(model.run_scores_) == 3
-    assert model.n_iter_ == 3 and model.history_["epoch"].tolist() == [1, 2, 3]
+    # Then the refinement stage, compared early too (it inherits the parameters).
+    assert model.history_["phase"].tolist() == ["cdc"] * 3 + ["refine"] * 3
+    assert model.n_iter_ == 6 and model.history_["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
     assert model.stop_reason_ is None
     again = CDCClustering(3, **params).fit(images)
     np.testing.assert_array_equal(model.labels_, again.labels_)

@@ -125,6 +125,29 @@ def test_interrupt_after_restarts_were_compared_early_keeps_the_chosen_run(blobs
     assert model.predict(X).shape == (X.shape[0],)
 
 
+@pytest.mark.parametrize("fail_in_epoch, refined", [(1, False), (2, True)])
+def test_interrupt_in_the_refinement_stage_keeps_what_was_trained(
+    monkeypatch, fail_in_epoch, refined
+):
+    """Image mode's second stage, interrupted: before its first epoch ends the
+    end-to-end stage's network stands; later, the refinement's last epoch."""
+    images = np.random.default_rng(0).integers(0, 256, (240, 8, 8), dtype=np.uint8)
+    stage = CDCClustering._refinement_stage
+
+    def faulty_stage(self, X, seed):
+        fail_at = (fail_in_epoch - 1) * CALLS_PER_EPOCH + 2
+        kwargs = {"fail_at": fail_at, "fault": "interrupt"}
+        return stage(self, X, seed).set_params(network=FaultyNetwork, network_kwargs=kwargs)
+
+    monkeypatch.setattr(CDCClustering, "_refinement_stage", faulty_stage)
+    n_iter = 2 + fail_in_epoch - 1
+    with pytest.warns(TrainingStoppedWarning, match=f"interrupted after {n_iter} of 4 epochs"):
+        model = CDCClustering(3, **{**FAST, "epochs": 2}).fit(images)
+    assert model.stop_reason_ == "interrupted" and model.refined_ == refined
+    assert model.n_iter_ == n_iter
+    np.testing.assert_array_equal(model.predict(images), model.labels_)
+
+
 def test_keyboard_interrupt_before_any_epoch_propagates(blobs):
     X, _ = blobs
     model = faulty(2, "interrupt")
