@@ -53,9 +53,11 @@ def measure(backbone: str, shape: tuple[int, int, int], n_images: int, device: s
 
 
 def steady_rate(model: CDCClustering, n_images: int) -> tuple[float, float]:
-    """Seconds per epoch and training images/s of a fitted model, over the epochs
-    after the first (which also pays for start-up)."""
-    times = model.history_["time"].tolist()
+    """Seconds per epoch and training images/s of a fitted model's end-to-end
+    stage, over the epochs after the first (which also pays for start-up); the
+    refinement stage trains on features, not images, and is left out."""
+    history = model.history_
+    times = history.loc[history["phase"] == "cdc", "time"].tolist()
     steady = times[1:] or times
     epoch_seconds = sum(steady) / len(steady)
     # The engine drops the last partial batch of an epoch.

@@ -6,7 +6,9 @@
 The images come from the Debian package ``dataset-fashion-mnist``
 (``apt-get install dataset-fashion-mnist``). CDCClustering sees a (N, 28, 28)
 uint8 array, so it picks image mode: two augmentations of each image are the
-positive pair and a small CNN is trained from scratch with the two heads.
+positive pair and a small CNN is trained from scratch with the two heads; then
+the refinement stage clusters the trained CNN's features of the images with
+nearest neighbours as positives (``refine_epochs``).
 """
 
 import argparse
@@ -30,6 +32,8 @@ start = time.perf_counter()
 model = CDCClustering(n_clusters=10, epochs=epochs, random_state=0, verbose=1).fit(images)
 print(f"image mode on {images.shape} {images.dtype}: {time.perf_counter() - start:.0f} s")
 print("CDC (images)     ", clustering_report(labels, model.labels_))
+stages = model.history_.groupby("phase", sort=False)["time"].sum().round(1)
+print("training seconds per stage:", stages.to_dict())
 pixels = images.reshape(len(images), -1) / 255.0
 kmeans = KMeans(10, n_init=10, random_state=0).fit_predict(pixels)
 print("k-means (pixels) ", clustering_report(labels, kmeans))

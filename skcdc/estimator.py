@@ -280,7 +280,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Whether the refinement stage (``refine_epochs``) ran, so that its
         network predicts from the frozen backbone's features.
     history_ : pandas.DataFrame
-        One row per epoch: ``phase`` (``"init"``, ``"cdc"`` or ``"self-labelling"``),
+        One row per epoch: ``phase`` (``"init"``, ``"cdc"`` or ``"self-labelling"``;
+        the refinement stage's follow, ``"refine"`` for its CDC phase),
         ``loss``, ``contrastive``, ``best_head``, ``cluster_entropy``
         (entropy of the training-time cluster sizes over ``log K``: 1 is
         balanced), ``n_empty_clusters``, ``largest_cluster`` (its share of
@@ -501,12 +502,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             best, stop_reason, scores = self._full_runs(X, views, device, seeds)
         else:
             best, stop_reason, scores = self._selected_run(X, views, device, seeds, until)
-        self.refined_ = False
+        refined = False
         if stop_reason is None and self._refinement_epochs(X) > 0:
-            best = self._refine(best, X, int(random_state.randint(np.iinfo(np.int32).max)))
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+            best, refined = self._refine(best, X, seed)
             stop_reason = best.stop_reason
 
         self.network_ = best.network
+        self.refined_ = refined
         self.device_ = device
         self.best_head_ = best.best_head
         self.history_ = best.history
@@ -544,7 +547,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _planned_epochs(self) -> int:
         """Epochs of one run, all its phases together."""
-        return self.epochs + self.self_labelling_epochs + (self.init_epochs if self.init == "kmeans" else 0)
+        warm_start = self.init_epochs if self.init == "kmeans" else 0
+        return warm_start + self.epochs + self.self_labelling_epochs
 
     def _refinement_epochs(self, X: np.ndarray | torch.Tensor) -> int:
         """Epochs of the refinement stage: image mode, built-in network only
@@ -569,14 +573,15 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             params["checkpoint_dir"] = Path(self.checkpoint_dir) / "refine"
         return type(self)(**params)
 
-    def _refine(self, run: _Run, X: torch.Tensor, seed: int) -> _Run:
+    def _refine(self, run: _Run, X: torch.Tensor, seed: int) -> tuple[_Run, bool]:
         """SCAN's clustering step with CDC's loss: freeze the backbone the
         end-to-end stage trained and cluster its features of the training
         images in frozen-feature mode. Contrastive training on augmentations
         leaves features whose neighbours share a class more often than the
-        head's argmax does; neighbour positives exploit that."""
+        head's argmax does; neighbour positives exploit that. Returns the
+        run that predicts and whether it is the refined one."""
         encoder = _backbone_encoder(run.network)
-        features = np.concatenate([h.float().cpu().numpy() for h in _map_blocks(encoder, X)])
+        features = np.concatenate(_map_blocks(encoder, X))
         stage = self._refinement_stage(X, seed)
         try:
             with warnings.catch_warnings():
@@ -588,14 +593,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             # Interrupted before the refinement finished an epoch: the first stage stands.
             run.stop_reason = INTERRUPTED
             run.planned_epochs += stage._planned_epochs()
-            return run
-        self.refined_ = True
+            return run, False
         history = stage.history_.assign(
             epoch=stage.history_["epoch"] + run.history["epoch"].iloc[-1],
             phase=stage.history_["phase"].map(_refinement_phase),
         )
         logits, z = _forward(stage.network_, features)
-        return _Run(
+        refined = _Run(
             network=nn.Sequential(*encoder, *stage.network_),
             best_head=stage.best_head_,
             history=pd.concat([run.history, history], ignore_index=True),
@@ -605,6 +609,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             stop_reason=stage.stop_reason_,
             planned_epochs=run.planned_epochs + stage._planned_epochs(),
         )
+        return refined, True
 
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:
@@ -1188,12 +1193,12 @@ def _dominant_share(n_clusters: int) -> float:
 def _forward(network: nn.Module, X: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Logits and instance vectors of validated X (a table or images), in evaluation mode."""
     outputs = _map_blocks(network, X)
-    logits = np.concatenate([l.float().cpu().numpy() for l, _ in outputs])
-    return logits, np.concatenate([z.float().cpu().numpy() for _, z in outputs])
+    return np.concatenate([l for l, _ in outputs]), np.concatenate([z for _, z in outputs])
 
 
 def _map_blocks(module: nn.Module, X: np.ndarray | torch.Tensor) -> list[Any]:
-    """``module``'s outputs on validated X, block by block, in evaluation mode."""
+    """``module``'s outputs on validated X, block by block, in evaluation mode,
+    as float32 numpy arrays (a tensor, or a tuple of them, per block)."""
     device = _module_device(module)
     step = _PREDICT_BATCH_IMAGES if isinstance(X, torch.Tensor) else _PREDICT_BATCH
     outputs = []
@@ -1205,7 +1210,12 @@ def _map_blocks(module: nn.Module, X: np.ndarray | torch.Tensor) -> list[Any]:
             else:
                 block = np.ascontiguousarray(X[start : start + step])
                 block = torch.tensor(block, dtype=torch.float32, device=device)
-            outputs.append(module(block))
+            out = module(block)
+            # Off the device block by block: the device holds one block's outputs.
+            if isinstance(out, tuple):
+                outputs.append(tuple(t.float().cpu().numpy() for t in out))
+            else:
+                outputs.append(out.float().cpu().numpy())
     return outputs
 
 
