@@ -804,7 +804,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             network, best_head, history, logits, z, score, engine.stop_reason, engine.epochs
         )
 
-    def _attach_checkpoint(self, engine: Engine, X: np.ndarray, seed: int, run_index: int) -> None:
+    def _attach_checkpoint(
+        self, engine: Engine, X: np.ndarray | torch.Tensor, seed: int, run_index: int
+    ) -> None:
         """Resume ``engine`` from ``checkpoint_dir`` when a checkpoint exists,
         and have it save there as it trains."""
         if self.checkpoint_dir is None:
@@ -813,7 +815,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         # What makes a run: the data, every parameter that changes training, the seed.
         ignored = {"verbose", "checkpoint_dir", "checkpoint_every", "device"}
         params = sorted((k, repr(v)) for k, v in self.get_params().items() if k not in ignored)
-        fingerprint = joblib.hash((X, params, seed))
+        # joblib hashes a torch tensor by its pickle, which differs between
+        # equal tensors; the pixels' bytes do not.
+        data = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
+        fingerprint = joblib.hash((data, params, seed))
         if path.exists():
             payload = persistence.load(path, kind="checkpoint")
             if payload["fingerprint"] != fingerprint:

@@ -8,7 +8,7 @@ from sklearn.metrics import adjusted_rand_score
 from torch import nn
 from torch.utils.data import Dataset
 
-from skcdc import CDCClustering
+from skcdc import CDCClustering, persistence
 from skcdc.images import load_images
 from skcdc.networks import BackboneFeatures
 from skcdc.persistence import load_model, save_model
@@ -198,6 +198,22 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
     assert loaded.refined_
     np.testing.assert_array_equal(loaded.predict(images), model.labels_)
     np.testing.assert_allclose(loaded.transform(images), model.transform(images), atol=1e-6)
+
+
+def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
+    images, _ = shapes
+    first = CDCClustering(3, checkpoint_dir=tmp_path, **TINY).fit(images)
+    saved = persistence.load(tmp_path / "refine" / "run-0.pt", kind="checkpoint")
+    assert saved["state"]["epoch"] == TINY["epochs"]
+    assert (tmp_path / "run-0.pt").exists()
+    # A refit resumes both finished stages and ends where an uncheckpointed fit ends.
+    again = CDCClustering(3, checkpoint_dir=tmp_path, **TINY).fit(images)
+    for model in (first, again):
+        np.testing.assert_array_equal(model.labels_, fitted_images.labels_)
+        np.testing.assert_allclose(
+            model.transform(images), fitted_images.transform(images), atol=1e-6
+        )
+    assert again.history_["epoch"].tolist() == [1, 2, 3, 4]
 
 
 def test_a_user_network_is_not_refined(shapes):
