@@ -291,7 +291,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     run_scores_ : ndarray of shape (n_runs,)
         The label-free score (:meth:`score` on the training data) of each of
         the ``n_init`` runs, at the end or, when ``n_init_epochs`` compares
-        them early, at that epoch; the kept run has the highest.
+        them early, at that epoch; the kept run has the highest. In image
+        mode these are the end-to-end stage's runs, whose backbone the
+        refinement stage then keeps.
     stop_reason_ : str or None
         None when every epoch ran; ``"interrupted"`` (KeyboardInterrupt) or
         ``"diverged"`` (NaN or infinite loss) when training stopped early
