@@ -630,12 +630,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             like = np.zeros((2, self.n_features_in_), dtype=np.float32)
         network = self._build_network(like, pretrained=False)
         if getattr(self, "refined_", False):
-            encoder = _backbone_encoder(network).eval()
-            with torch.no_grad():
-                width = encoder(like).shape[1]
+            # The image network's heads already know the backbone's width.
+            width = network[1].heads.categorical.in_features
             stage = self._refinement_stage(like, None)
             network = nn.Sequential(
-                *encoder, *stage._build_network(np.zeros((2, width), dtype=np.float32))
+                *_backbone_encoder(network),
+                *stage._build_network(np.zeros((2, width), dtype=np.float32)),
             )
         network.append(SelectHead(self.best_head_))
         return network
