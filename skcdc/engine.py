@@ -33,18 +33,24 @@ INTERRUPTED = "interrupted"
 DIVERGED = "diverged"
 
 
+# ``views(index, generator) -> (view_a, view_b)``: the two views of a batch.
+Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
 @dataclass
 class Phase:
     """A stretch of training with one loss: ``epochs`` epochs of ``criterion``.
 
     ``criterion(logits_a, z_a, logits_b, z_b, index=index) -> LossOutput``, e.g.
     :class:`~skcdc.loss.CDCLoss`; ``index`` holds the batch's sample indices
-    for losses with per-sample targets.
+    for losses with per-sample targets. ``views``, when set, replaces the
+    engine's views for this phase.
     """
 
     name: str
     criterion: Callable[..., LossOutput]
     epochs: int
+    views: Views | None = None
 
 
 class Callback:
@@ -148,7 +154,7 @@ class Engine:
         self,
         network: nn.Module,
         phases: Sequence[Phase],
-        views: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+        views: Views,
         optimizer: torch.optim.Optimizer,
         *,
         sampler: Sampler[int] | Iterable[int],
@@ -189,7 +195,9 @@ class Engine:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    def _run_epoch(self, criterion: Callable[..., LossOutput]) -> dict[str, float]:
+    def _run_epoch(self, phase: Phase) -> dict[str, float]:
+        criterion = phase.criterion
+        views = phase.views if phase.views is not None else self.views
         self.network.train()
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
@@ -206,7 +214,7 @@ class Engine:
         start = time.perf_counter()
         for batch in batches:
             index = torch.as_tensor(batch, device=self.device)
-            view_a, view_b = self.views(index, self.generator)
+            view_a, view_b = views(index, self.generator)
             with self._autocast():
                 logits_a, z_a = self.network(view_a)
                 logits_b, z_b = self.network(view_b)
@@ -295,7 +303,7 @@ class Engine:
             for phase in self._remaining_phases():
                 if until is not None and self.epoch >= until:
                     break
-                log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase.criterion)}
+                log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase)}
                 if not math.isfinite(log["loss"]):
                     self.stop_reason = DIVERGED
                     break

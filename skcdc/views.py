@@ -9,6 +9,7 @@ the two members are two random augmentations of the same image, made with
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -114,6 +115,13 @@ class NeighbourViews:
             anchor = anchor + self._noise_like(anchor, generator)
             positive = positive + self._noise_like(positive, generator)
         return anchor, positive
+
+    def of_itself(self) -> NeighbourViews:
+        """Views that pair each sample with itself (feature noise still applies),
+        for losses whose target must stay with the sample it was read from."""
+        views = copy.copy(self)
+        views.neighbors = torch.arange(self.data.shape[0], device=self.data.device)[:, None]
+        return views
 
     def _noise_like(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=_device(generator)).to(x.device)
@@ -238,6 +246,12 @@ class AugmentedViews:
             neighbour = _random_neighbours(self.neighbors, index, generator)
             positive = torch.where(use.to(index.device) < self.neighbour_rate, neighbour, index)
         return self._augment(self._batch(index)), self._augment(self._batch(positive))
+
+    def of_itself(self) -> AugmentedViews:
+        """Views that are two augmentations of each image itself, never of a neighbour."""
+        views = copy.copy(self)
+        views.neighbour_rate = 0.0
+        return views
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
         if self._batched is not None:

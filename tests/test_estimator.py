@@ -16,7 +16,11 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skcdc import CDCClustering
+from skcdc.engine import Engine, Phase
+from skcdc.loss import LossOutput
 from skcdc.metrics import accuracy_scorer
+from skcdc.networks import VectorCDCNetwork
+from skcdc.views import NeighbourViews
 
 FAST = dict(epochs=10, batch_size=64, n_init=1, random_state=0)
 
@@ -304,6 +308,36 @@ def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
     assert model.n_iter_ == FAST["epochs"] + 4
     assert list(model.history_["phase"]) == ["cdc"] * FAST["epochs"] + ["self-labelling"] * 4
     assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+def test_self_labelling_pairs_each_sample_with_itself(blobs):
+    """SCAN's self-labelling targets the same sample's other view: on vectors,
+    where the CDC phase pairs a sample with a neighbour, it pairs it with itself."""
+    X, _ = blobs
+    views = NeighbourViews(torch.as_tensor(X, dtype=torch.float32), 5)
+    seen = []
+
+    def recorder(logits_a, z_a, logits_b, z_b, index=None):
+        seen.append(bool(torch.equal(z_a, z_b)))
+        return LossOutput.of((logits_a.sum() + logits_b.sum()) * 0.0)
+
+    model = CDCClustering(3, self_labelling_epochs=1, **FAST)
+    phases = model._phases(X, views, 0, torch.device("cpu"))
+    engine = Engine(
+        VectorCDCNetwork(X.shape[1], 3, instance_dim=8, hidden_dim=16),
+        [Phase(phase.name, recorder, 1, views=phase.views) for phase in phases],
+        views,
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0),
+        sampler=range(X.shape[0]),
+        batch_size=50,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        n_clusters=3,
+    )
+    engine.fit()
+    batches = X.shape[0] // 50
+    assert [phase.name for phase in phases] == ["cdc", "self-labelling"]
+    assert seen == [False] * batches + [True] * batches
 
 
 def test_kmeans_warm_start_phase(blobs):
