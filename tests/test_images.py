@@ -182,8 +182,10 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
     images, _ = shapes
     model = fitted_images
     assert model.refined_
-    assert model.history_["phase"].tolist() == ["cdc", "cdc", "refine", "refine"]
-    assert model.n_iter_ == 4 and model.history_["epoch"].tolist() == [1, 2, 3, 4]
+    # The refinement stage self-labels for 10 epochs by default.
+    refinement = ["refine"] * 2 + ["refine-self-labelling"] * 10
+    assert model.history_["phase"].tolist() == ["cdc", "cdc", *refinement]
+    assert model.n_iter_ == 14 and model.history_["epoch"].tolist() == list(range(1, 15))
     assert isinstance(model.network_[1], BackboneFeatures)
     # The end-to-end stage is the same with the refinement off; the refinement
     # leaves its backbone as it was and replaces the heads.
@@ -204,7 +206,8 @@ def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
     images, _ = shapes
     first = CDCClustering(3, checkpoint_dir=tmp_path, **TINY).fit(images)
     saved = persistence.load(tmp_path / "refine" / "run-0.pt", kind="checkpoint")
-    assert saved["state"]["epoch"] == TINY["epochs"]
+    # The CDC phase and the 10 self-labelling epochs of the refinement stage.
+    assert saved["state"]["epoch"] == TINY["epochs"] + 10
     assert (tmp_path / "run-0.pt").exists()
     # A refit resumes both finished stages and ends where an uncheckpointed fit ends.
     again = CDCClustering(3, checkpoint_dir=tmp_path, **TINY).fit(images)
@@ -213,7 +216,7 @@ def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
         np.testing.assert_allclose(
             model.transform(images), fitted_images.transform(images), atol=1e-6
         )
-    assert again.history_["epoch"].tolist() == [1, 2, 3, 4]
+    assert again.history_["epoch"].tolist() == list(range(1, 15))
 
 
 def test_a_user_network_is_not_refined(shapes):
@@ -358,8 +361,9 @@ def test_restarts_compared_early_keep_the_best_and_finish_it(shapes):
     model = CDCClustering(3, **params).fit(images)
     assert len(model.run_scores_) == 3
     # Then the refinement stage, compared early too (it inherits the parameters).
-    assert model.history_["phase"].tolist() == ["cdc"] * 3 + ["refine"] * 3
-    assert model.n_iter_ == 6 and model.history_["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    refinement = ["refine"] * 3 + ["refine-self-labelling"] * 10
+    assert model.history_["phase"].tolist() == ["cdc"] * 3 + refinement
+    assert model.n_iter_ == 16 and model.history_["epoch"].tolist() == list(range(1, 17))
     assert model.stop_reason_ is None
     again = CDCClustering(3, **params).fit(images)
     np.testing.assert_array_equal(model.labels_, again.labels_)

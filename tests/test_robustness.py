@@ -142,7 +142,7 @@ def test_interrupt_in_the_refinement_stage_keeps_what_was_trained(
     monkeypatch.setattr(CDCClustering, "_refinement_stage", faulty_stage)
     n_iter = 2 + fail_in_epoch - 1
     with pytest.warns(TrainingStoppedWarning, match=f"interrupted after {n_iter} of 4 epochs"):
-        model = CDCClustering(3, **{**FAST, "epochs": 2}).fit(images)
+        model = CDCClustering(3, **{**FAST, "epochs": 2, "self_labelling_epochs": 0}).fit(images)
     assert model.stop_reason_ == "interrupted" and model.refined_ == refined
     assert model.n_iter_ == n_iter
     np.testing.assert_array_equal(model.predict(images), model.labels_)
