@@ -343,7 +343,9 @@ class SelfLabelLoss(_HeadwiseLoss):
     """Self-labelling on confident samples, after the CDC phase (SCAN's last step).
 
     The prediction of the first view, where it is confident, becomes the
-    target of the second view. Classes are weighted by the inverse of their
+    target of the second view; both must be views of the same sample (the
+    estimator gives this phase such views: a neighbour of another class would
+    learn the wrong label). Classes are weighted by the inverse of their
     frequency among the confident samples of the batch, so that the largest
     cluster does not absorb the others. Only the categorical head learns from
     it; the instance part is left as the CDC phase made it.
