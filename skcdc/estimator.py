@@ -59,9 +59,9 @@ _PREDICT_BATCH_IMAGES = 512
 # n_init="auto" restarts 3 times up to this many samples, or when the runs are
 # compared early (n_init_epochs).
 _AUTO_N_INIT_MAX_SAMPLES = 5000
-# self_labelling_epochs="auto" in image mode's refinement stage: on its
-# Fashion-MNIST features 10 epochs gained 0.2 to 3.3 points in four runs.
-_REFINEMENT_SELF_LABELLING_EPOCHS = 10
+# self_labelling_epochs="auto" on frozen features (frozen-feature mode and image
+# mode's refinement stage): docs/method.md, "Self-labelling".
+_AUTO_SELF_LABELLING_EPOCHS = 10
 
 
 class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -237,8 +237,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         library's extra): each confident sample's prediction becomes the
         target of another view of the same sample (an augmentation of the
         image; on vectors the vector itself, never a neighbour), classes
-        weighted by inverse frequency. "auto": 10 in image mode's refinement
-        stage, 0 elsewhere.
+        weighted by inverse frequency. "auto": 10 on vectors (frozen-feature
+        mode and image mode's refinement stage), 0 while the encoder is
+        trained end to end on images.
     self_labelling_threshold : float, default=0.95
         Confidence (max probability) above which a sample is a target.
     batch_size : int, default=256
@@ -548,7 +549,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         """How many runs to train, and the epoch after which they are compared
         (None: each trains to the end)."""
         until = self.n_init_epochs
-        if until is not None and until >= self._planned_epochs():
+        if until is not None and until >= self._planned_epochs(isinstance(X, torch.Tensor)):
             until = None
         n_init = self.n_init
         if n_init == "auto":
@@ -558,16 +559,18 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             n_init = 1 if large and until is None else 3
         return n_init, (until if n_init > 1 else None)
 
-    def _planned_epochs(self) -> int:
-        """Epochs of one run, all its phases together."""
+    def _planned_epochs(self, image: bool) -> int:
+        """Epochs of one run on images (end to end) or vectors, all its phases
+        together."""
         warm_start = self.init_epochs if self.init == "kmeans" else 0
-        return warm_start + self.epochs + self._self_labelling_epochs()
+        return warm_start + self.epochs + self._self_labelling_epochs(image)
 
-    def _self_labelling_epochs(self, refinement: bool = False) -> int:
-        """``self_labelling_epochs`` with "auto" resolved: 10 for image mode's
-        refinement stage, 0 for any other fit."""
+    def _self_labelling_epochs(self, image: bool) -> int:
+        """``self_labelling_epochs`` with "auto" resolved: 10 on vectors
+        (frozen-feature mode and image mode's refinement stage), 0 when the
+        encoder is trained end to end on images."""
         if self.self_labelling_epochs == "auto":
-            return _REFINEMENT_SELF_LABELLING_EPOCHS if refinement else 0
+            return 0 if image else _AUTO_SELF_LABELLING_EPOCHS
         return self.self_labelling_epochs
 
     def _refinement_epochs(self, X: np.ndarray | torch.Tensor) -> int:
@@ -587,7 +590,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             network_kwargs=None,
             epochs=self._refinement_epochs(X),
             refine_epochs=0,
-            self_labelling_epochs=self._self_labelling_epochs(refinement=True),
             random_state=seed,
         )
         if self.checkpoint_dir is not None:
@@ -613,7 +615,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         except KeyboardInterrupt:
             # Interrupted before the refinement finished an epoch: the first stage stands.
             run.stop_reason = INTERRUPTED
-            run.planned_epochs += stage._planned_epochs()
+            run.planned_epochs += stage._planned_epochs(image=False)
             return run, False
         history = stage.history_.assign(
             epoch=stage.history_["epoch"] + run.history["epoch"].iloc[-1],
@@ -628,7 +630,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             z=z,
             score=run.score,
             stop_reason=stage.stop_reason_,
-            planned_epochs=run.planned_epochs + stage._planned_epochs(),
+            planned_epochs=run.planned_epochs + stage._planned_epochs(image=False),
         )
         return refined, True
 
@@ -974,8 +976,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             # whichever local optimum a random head falls into.
             targets = _kmeans_targets(X, self.n_clusters, self.metric, seed, device)
             phases.append(Phase("init", PseudoLabelLoss(targets), self.init_epochs))
-        phases.append(Phase("cdc", self._criterion(isinstance(X, torch.Tensor)), self.epochs))
-        if self._self_labelling_epochs() > 0:
+        image = isinstance(X, torch.Tensor)
+        phases.append(Phase("cdc", self._criterion(image), self.epochs))
+        if self._self_labelling_epochs(image) > 0:
             # A confident prediction becomes the target of the same sample's
             # other view, never of a neighbour's: a neighbour of another class
             # would learn the wrong label (on the refinement stage's Fashion-MNIST
@@ -985,7 +988,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 Phase(
                     "self-labelling",
                     SelfLabelLoss(self.self_labelling_threshold),
-                    self._self_labelling_epochs(),
+                    self._self_labelling_epochs(image),
                     views=views.of_itself(),
                 )
             )

@@ -43,12 +43,14 @@ def test_fitted_attributes(blobs, fitted):
         np.testing.assert_allclose(
             fitted.cluster_centers_[label], X[fitted.labels_ == label].mean(0), rtol=1e-6
         )
-    assert fitted.n_iter_ == 15
+    # The default ends with 10 epochs of self-labelling on vectors.
+    assert fitted.n_iter_ == 15 + 10
+    assert list(fitted.history_["phase"]) == ["cdc"] * 15 + ["self-labelling"] * 10
     assert list(fitted.history_.columns) == [
         "epoch", "phase", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters",
         "largest_cluster", "time", "n_relocated",
     ]
-    assert len(fitted.history_) == 15
+    assert len(fitted.history_) == 15 + 10
     assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9
 
 
@@ -343,6 +345,7 @@ def test_self_labelling_pairs_each_sample_with_itself(blobs):
 def test_kmeans_warm_start_phase(blobs):
     X, y = blobs
     model = CDCClustering(3, init="kmeans", init_epochs=3, **FAST).fit(X)
-    assert list(model.history_["phase"]) == ["init"] * 3 + ["cdc"] * FAST["epochs"]
-    assert model.n_iter_ == 3 + FAST["epochs"]
+    sl = ["self-labelling"] * 10
+    assert list(model.history_["phase"]) == ["init"] * 3 + ["cdc"] * FAST["epochs"] + sl
+    assert model.n_iter_ == 3 + FAST["epochs"] + 10
     assert adjusted_rand_score(y, model.labels_) > 0.95

@@ -29,7 +29,9 @@ from skcdc.exceptions import (
 )
 from skcdc.networks import VectorCDCNetwork
 
-FAST = dict(epochs=10, batch_size=64, n_init=1, random_state=0)
+# One phase (no self-labelling), so that epochs and training passes count the
+# CDC phase alone.
+FAST = dict(epochs=10, batch_size=64, n_init=1, self_labelling_epochs=0, random_state=0)
 # 240 samples in batches of 64 (the last partial batch dropped): 3 batches, so
 # 6 training forward passes (two views each) per epoch.
 CALLS_PER_EPOCH = 6
@@ -142,7 +144,7 @@ def test_interrupt_in_the_refinement_stage_keeps_what_was_trained(
     monkeypatch.setattr(CDCClustering, "_refinement_stage", faulty_stage)
     n_iter = 2 + fail_in_epoch - 1
     with pytest.warns(TrainingStoppedWarning, match=f"interrupted after {n_iter} of 4 epochs"):
-        model = CDCClustering(3, **{**FAST, "epochs": 2, "self_labelling_epochs": 0}).fit(images)
+        model = CDCClustering(3, **{**FAST, "epochs": 2}).fit(images)
     assert model.stop_reason_ == "interrupted" and model.refined_ == refined
     assert model.n_iter_ == n_iter
     np.testing.assert_array_equal(model.predict(images), model.labels_)
@@ -217,6 +219,8 @@ CHILD_FIT = textwrap.dedent(
     """
 )
 CHILD_EPOCHS = 12
+# The CDC epochs and the default's 10 epochs of self-labelling after them.
+CHILD_TOTAL = CHILD_EPOCHS + 10
 
 
 def _child(tmp_path, checkpoint_dir=None, epochs=CHILD_EPOCHS):
@@ -241,7 +245,7 @@ def test_resume_after_a_killed_process_equals_an_uninterrupted_run(tmp_path):
     process.kill()
     process.wait()
     saved = persistence.load(checkpoints / "run-0.pt", kind="checkpoint")
-    assert 1 <= saved["state"]["epoch"] < CHILD_EPOCHS, "the kill must land mid-run"
+    assert 1 <= saved["state"]["epoch"] < CHILD_TOTAL, "the kill must land mid-run"
 
     X, _ = make_blobs(n_samples=3000, centers=4, n_features=32, random_state=0)
     params = dict(epochs=CHILD_EPOCHS, batch_size=128, n_init=1, random_state=0)
@@ -249,8 +253,8 @@ def test_resume_after_a_killed_process_equals_an_uninterrupted_run(tmp_path):
     uninterrupted = CDCClustering(4, **params).fit(X)
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
     np.testing.assert_allclose(resumed.transform(X), uninterrupted.transform(X), atol=1e-6)
-    assert resumed.n_iter_ == CHILD_EPOCHS and len(resumed.history_) == CHILD_EPOCHS
-    assert resumed.history_["epoch"].tolist() == list(range(1, CHILD_EPOCHS + 1))
+    assert resumed.n_iter_ == CHILD_TOTAL and len(resumed.history_) == CHILD_TOTAL
+    assert resumed.history_["epoch"].tolist() == list(range(1, CHILD_TOTAL + 1))
 
 
 def test_sigint_leaves_a_usable_estimator_in_a_real_process(tmp_path):
