@@ -60,7 +60,7 @@ _PREDICT_BATCH_IMAGES = 512
 # compared early (n_init_epochs).
 _AUTO_N_INIT_MAX_SAMPLES = 5000
 # self_labelling_epochs="auto" on frozen features (frozen-feature mode and image
-# mode's refinement stage): docs/method.md, "Self-labelling".
+# mode's refinement stage): docs/method.md, "Self-labelling on vectors".
 _AUTO_SELF_LABELLING_EPOCHS = 10
 
 
