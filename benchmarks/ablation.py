@@ -41,7 +41,8 @@ VARIANTS = {
     "n_heads=5": {"n_heads": 5},
     "n_init=3": {"n_init": 3},
     'init="kmeans"': {"init": "kmeans"},
-    "self_labelling_epochs=10": {"self_labelling_epochs": 10},
+    "self_labelling_epochs=0": {"self_labelling_epochs": 0},
+    "self_labelling_epochs=20": {"self_labelling_epochs": 20},
     "epochs=100": {"epochs": 100},
 }
 
