@@ -71,7 +71,10 @@ def main(argv=None) -> None:
             labels = model.fit_predict(data.X)
             seconds.append(time.perf_counter() - start)
             reports.append(clustering_report(data.y, labels))
-            print(f"  {name}, seed {seed}: ACC {reports[-1].accuracy:.4f}, {seconds[-1]:.1f} s", flush=True)
+            print(
+                f"  {name}, seed {seed}: ACC {reports[-1].accuracy:.4f}, {seconds[-1]:.1f} s",
+                flush=True,
+            )
         acc = np.array([r.accuracy for r in reports])
         nmi = np.array([r.nmi for r in reports])
         line = (

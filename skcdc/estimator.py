@@ -549,7 +549,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         """How many runs to train, and the epoch after which they are compared
         (None: each trains to the end)."""
         until = self.n_init_epochs
-        if until is not None and until >= self._planned_epochs(isinstance(X, torch.Tensor)):
+        if until is not None and until >= self._planned_epochs(image=isinstance(X, torch.Tensor)):
             until = None
         n_init = self.n_init
         if n_init == "auto":
@@ -978,7 +978,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             phases.append(Phase("init", PseudoLabelLoss(targets), self.init_epochs))
         image = isinstance(X, torch.Tensor)
         phases.append(Phase("cdc", self._criterion(image), self.epochs))
-        if self._self_labelling_epochs(image) > 0:
+        self_labelling_epochs = self._self_labelling_epochs(image)
+        if self_labelling_epochs > 0:
             # A confident prediction becomes the target of the same sample's
             # other view, never of a neighbour's: a neighbour of another class
             # would learn the wrong label (on the refinement stage's Fashion-MNIST
@@ -988,7 +989,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 Phase(
                     "self-labelling",
                     SelfLabelLoss(self.self_labelling_threshold),
-                    self._self_labelling_epochs(image),
+                    self_labelling_epochs,
                     views=views.of_itself(),
                 )
             )
