@@ -8,7 +8,7 @@ training and test splits together and writes one JSON record: the device,
 torch threads, epochs run, time per epoch (mean of the epochs after the first,
 which also pays for start-up), the whole fit time, and ACC / NMI / ARI of
 ``labels_``; ``refine_s`` is the training time of the refinement stage's
-epochs (``refine_epochs``). With fewer epochs than the default the accuracy
+epochs (``refine_epochs``). The per-epoch history goes to a CSV beside the JSON. With fewer epochs than the default the accuracy
 is that of a short run, not of the default; the record says how many epochs
 ran.
 """
@@ -70,6 +70,9 @@ def main(argv=None) -> dict:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
+    # The per-epoch curves (loss, cluster sizes, time), for the plots and for
+    # reading where the time went.
+    model.history_.to_csv(args.out.with_suffix(".history.csv"), index=False)
     print(json.dumps(record))
     return record
 
