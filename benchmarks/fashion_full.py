@@ -8,9 +8,10 @@ training and test splits together and writes one JSON record: the device,
 torch threads, epochs run, time per epoch (mean of the epochs after the first,
 which also pays for start-up), the whole fit time, and ACC / NMI / ARI of
 ``labels_``; ``refine_s`` is the training time of the refinement stage's
-epochs (``refine_epochs``). The per-epoch history goes to a CSV beside the JSON. With fewer epochs than the default the accuracy
-is that of a short run, not of the default; the record says how many epochs
-ran.
+epochs (``refine_epochs``). The per-epoch history goes to a CSV beside the
+JSON. With fewer epochs than the default the accuracy is that of a short run,
+not of the default; the record says how many epochs ran. ``run.py`` tables
+every such record in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Smoke test of the benchmark runner on tiny data, through a real subprocess."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,26 @@ def test_throughput_run_replaces_only_its_own_device_section():
     assert last == "# T\n\n## cpu\n\nold cpu\n\n## cuda\n\nnew gpu\n"
     appended = replace_section("# T\n", "## mps\n", "## mps\n\nrows\n")
     assert appended == "# T\n\n## mps\n\nrows\n"
+
+
+def test_report_tables_the_full_fashion_records(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from run import full_runs
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert full_runs(tmp_path) == ""
+    record = {"images": 70000, "device": "cpu", "torch_threads": 2, "epochs": 50, "seed": 0,
+              "fit_s": 6200.4, "epoch_s": 110.2, "images_per_s": 635.2, "refine_s": 410.7,
+              "ACC": 0.66612, "NMI": 0.63, "ARI": 0.52}
+    (tmp_path / "fashion_full_cpu.json").write_text(json.dumps(record))
+    probe = {k: v for k, v in record.items() if k != "refine_s"} | {"epochs": 2}
+    (tmp_path / "fashion_full.json").write_text(json.dumps(probe))
+    (tmp_path / "runs.json").write_text("{}")  # not a fashion_full record
+    rows = [line for line in full_runs(tmp_path).splitlines() if line.startswith("| fashion")]
+    assert rows == [
+        "| fashion_full.json | 70000 | cpu | 2 | 2 | 0 | 6200 | 110.2 | 635 | n/a "
+        "| 0.666 | 0.630 | 0.520 |",
+        "| fashion_full_cpu.json | 70000 | cpu | 2 | 50 | 0 | 6200 | 110.2 | 635 | 411 "
+        "| 0.666 | 0.630 | 0.520 |",
+    ]
