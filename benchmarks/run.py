@@ -160,6 +160,24 @@ def targets(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# The keys of a fashion_full.py record shown in the report: key, title, format.
+_FULL_RUN_COLUMNS = (
+    ("record", "record", "{}"),
+    ("images", "images", "{}"),
+    ("device", "device", "{}"),
+    ("torch_threads", "torch threads", "{}"),
+    ("epochs", "epochs per stage", "{}"),
+    ("seed", "seed", "{}"),
+    ("fit_s", "fit time (s)", "{:.0f}"),
+    ("epoch_s", "s per end-to-end epoch", "{:.1f}"),
+    ("images_per_s", "training images/s", "{:.0f}"),
+    ("refine_s", "refinement stage (s)", "{:.0f}"),
+    ("ACC", "ACC", "{:.3f}"),
+    ("NMI", "NMI", "{:.3f}"),
+    ("ARI", "ARI", "{:.3f}"),
+)
+
+
 def full_runs(results: Path) -> str:
     """One row per record of ``benchmarks/fashion_full.py`` (image mode on all
     70000 Fashion-MNIST images) found in ``results``; empty when there is none."""
@@ -169,29 +187,11 @@ def full_runs(results: Path) -> str:
     ]
     if not records:
         return ""
-    columns = {
-        "record": "{}",
-        "images": "{}",
-        "device": "{}",
-        "torch_threads": "{}",
-        "epochs": "{}",
-        "seed": "{}",
-        "fit_s": "{:.0f}",
-        "epoch_s": "{:.1f}",
-        "images_per_s": "{:.0f}",
-        "refine_s": "{:.0f}",
-        "ACC": "{:.3f}",
-        "NMI": "{:.3f}",
-        "ARI": "{:.3f}",
-    }
-    lines = [
-        "| record | images | device | torch threads | epochs per stage | seed | fit time (s) "
-        "| s per end-to-end epoch | training images/s | refinement stage (s) | ACC | NMI | ARI |",
-        "|---" * len(columns) + "|",
-    ]
+    header = "| " + " | ".join(title for _, title, _ in _FULL_RUN_COLUMNS) + " |"
+    lines = [header, "|---" * len(_FULL_RUN_COLUMNS) + "|"]
     for record in records:
         cells = [
-            fmt.format(record[key]) if key in record else "n/a" for key, fmt in columns.items()
+            fmt.format(record[key]) if key in record else "n/a" for key, _, fmt in _FULL_RUN_COLUMNS
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return (
