@@ -220,13 +220,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         neighbours (exact search, in blocks, on the training device).
     metric : {"euclidean", "cosine"}, default="euclidean"
         Distance of the neighbour search.
-    mutual_neighbors : bool, default=False
-        Frozen-feature mode and image mode's refinement stage: draw a
-        sample's positive only among its mutual neighbours, those of its
-        ``n_neighbors`` nearest that have it among their own (its nearest
-        neighbour when none is). One-way edges point into hubs and cross
-        classes more often (``docs/method.md``). The label-free score still
-        reads the whole neighbour graph.
     feature_noise : float, default=0.0
         Standard deviation of Gaussian noise added to both views, in units of
         each feature's standard deviation.
@@ -372,7 +365,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "network_kwargs": [dict, None],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions(set(METRICS))],
-        "mutual_neighbors": ["boolean"],
         "feature_noise": [Interval(Real, 0, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions({"kmeans", "random"})],
@@ -424,7 +416,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         network_kwargs: dict | None = None,
         n_neighbors: int = 10,
         metric: str = "euclidean",
-        mutual_neighbors: bool = False,
         feature_noise: float = 0.0,
         epochs: int = 50,
         init: str = "random",
@@ -469,7 +460,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.network_kwargs = network_kwargs
         self.n_neighbors = n_neighbors
         self.metric = metric
-        self.mutual_neighbors = mutual_neighbors
         self.feature_noise = feature_noise
         self.epochs = epochs
         self.init = init
@@ -723,13 +713,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
         data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=device)
         # The neighbour graph is deterministic: one search serves every run.
-        return NeighbourViews(
-            data,
-            self.n_neighbors,
-            metric=self.metric,
-            noise=self.feature_noise,
-            mutual=self.mutual_neighbors,
-        )
+        return NeighbourViews(data, self.n_neighbors, metric=self.metric, noise=self.feature_noise)
 
     def _full_runs(
         self,

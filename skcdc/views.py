@@ -18,14 +18,7 @@ from torchvision.transforms import v2
 
 from .augmentation import RandomSubpixelAffine, batched
 
-__all__ = [
-    "METRICS",
-    "AugmentedViews",
-    "NeighbourViews",
-    "default_augmentation",
-    "knn_indices",
-    "mutual_neighbours",
-]
+__all__ = ["METRICS", "AugmentedViews", "NeighbourViews", "default_augmentation", "knn_indices"]
 
 METRICS = ("euclidean", "cosine")
 
@@ -97,20 +90,10 @@ class NeighbourViews:
     noise : float
         Standard deviation of Gaussian noise added to both views, relative to
         each feature's standard deviation over the training set.
-    mutual : bool, default=False
-        Draw the positive only among the neighbours that have the sample among
-        their own ``n_neighbors`` (:func:`mutual_neighbours`). ``neighbors``
-        stays the whole graph, which the label-free score reads.
     """
 
     def __init__(
-        self,
-        data: torch.Tensor,
-        n_neighbors: int,
-        *,
-        metric: str = "euclidean",
-        noise: float = 0.0,
-        mutual: bool = False,
+        self, data: torch.Tensor, n_neighbors: int, *, metric: str = "euclidean", noise: float = 0.0
     ) -> None:
         self.data = data
         self.n_neighbors = min(n_neighbors, data.shape[0] - 1)
@@ -120,7 +103,6 @@ class NeighbourViews:
             if self.n_neighbors > 0
             else torch.arange(data.shape[0], device=data.device)[:, None]
         )
-        self.positives = mutual_neighbours(self.neighbors) if mutual else self.neighbors
         self._scale = data.std(dim=0, keepdim=True) if data.shape[0] > 1 else None
 
     def __call__(
@@ -128,7 +110,7 @@ class NeighbourViews:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the samples ``index`` (a batch of row indices)."""
         anchor = self.data[index]
-        positive = self.data[_random_neighbours(self.positives, index, generator)]
+        positive = self.data[_random_neighbours(self.neighbors, index, generator)]
         if self.noise > 0 and self._scale is not None:
             anchor = anchor + self._noise_like(anchor, generator)
             positive = positive + self._noise_like(positive, generator)
@@ -138,44 +120,12 @@ class NeighbourViews:
         """Views that pair each sample with itself (feature noise still applies),
         for losses whose target must stay with the sample it was read from."""
         views = copy.copy(self)
-        views.positives = torch.arange(self.data.shape[0], device=self.data.device)[:, None]
+        views.neighbors = torch.arange(self.data.shape[0], device=self.data.device)[:, None]
         return views
 
     def _noise_like(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, device=_device(generator)).to(x.device)
         return noise * self._scale * self.noise
-
-
-def mutual_neighbours(neighbors: torch.Tensor) -> torch.Tensor:
-    """Each row's neighbours restricted to the mutual ones, in a table of the same shape.
-
-    Neighbour ``j`` of sample ``i`` is mutual when ``i`` is also among the
-    neighbours of ``j``. A one-way edge usually points into a hub, a sample
-    that is near many others, often across a class boundary; on the benchmark
-    sets mutual edges join samples of one class more often than one-way ones
-    (``docs/method.md``). Each row keeps its mutual neighbours, nearest first,
-    repeated to fill its ``k`` slots, so that a uniform draw over the slots is
-    a (nearly) uniform draw over them; a row without any keeps its nearest
-    neighbour alone.
-
-    Parameters
-    ----------
-    neighbors : LongTensor of shape (N, k)
-        Indices of each row's ``k`` nearest neighbours, nearest first.
-
-    Returns
-    -------
-    LongTensor of shape (N, k)
-    """
-    n, k = neighbors.shape
-    rows = torch.arange(n, device=neighbors.device).repeat_interleave(k)
-    edges = rows * n + neighbors.reshape(-1)
-    mutual = torch.isin(neighbors.reshape(-1) * n + rows, edges).reshape(n, k)
-    mutual[:, 0] |= ~mutual.any(dim=1)
-    # Mutual columns first, in their original (distance) order.
-    order = torch.argsort((~mutual).to(torch.int8), dim=1, stable=True)
-    slots = torch.arange(k, device=neighbors.device)[None, :] % mutual.sum(dim=1, keepdim=True)
-    return neighbors.gather(1, order.gather(1, slots))
 
 
 def _random_neighbours(

@@ -20,7 +20,7 @@ from skcdc.engine import Engine, Phase
 from skcdc.loss import LossOutput
 from skcdc.metrics import accuracy_scorer
 from skcdc.networks import VectorCDCNetwork
-from skcdc.views import NeighbourViews, mutual_neighbours
+from skcdc.views import NeighbourViews
 
 FAST = dict(epochs=10, batch_size=64, n_init=1, random_state=0)
 
@@ -349,25 +349,3 @@ def test_kmeans_warm_start_phase(blobs):
     assert list(model.history_["phase"]) == ["init"] * 3 + ["cdc"] * FAST["epochs"] + sl
     assert model.n_iter_ == 3 + FAST["epochs"] + 10
     assert adjusted_rand_score(y, model.labels_) > 0.95
-
-
-def test_mutual_neighbours_keep_only_returned_edges():
-    # 0-1 and 1-2 are mutual; 3's neighbours point at 0 and 1, which do not
-    # return the edge, so 3 keeps its nearest alone; 2 has one mutual of two.
-    neighbors = torch.tensor([[1, 2], [0, 2], [1, 3], [0, 1]])
-    mutual = mutual_neighbours(neighbors)
-    assert mutual.tolist() == [[1, 1], [0, 2], [1, 1], [0, 0]]
-
-
-def test_mutual_neighbors_draws_positives_among_mutual_neighbours(blobs):
-    X, y = blobs
-    data = torch.as_tensor(X, dtype=torch.float32)
-    views = NeighbourViews(data, 5, mutual=True)
-    graph = {(i, int(j)) for i, row in enumerate(views.neighbors) for j in row}
-    for i, row in enumerate(views.positives):
-        returned = [int(j) for j in row if (int(j), i) in graph]
-        assert returned == row.tolist() or row.tolist() == [int(views.neighbors[i, 0])] * 5
-    # The score's graph is left whole.
-    assert torch.equal(views.neighbors, NeighbourViews(data, 5).neighbors)
-    model = CDCClustering(3, mutual_neighbors=True, **FAST).fit(X)
-    assert adjusted_rand_score(y, model.labels_) > 0.9
