@@ -1,5 +1,6 @@
 """Smoke test of the benchmark runner on tiny data, through a real subprocess."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -8,6 +9,15 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _benchmark_module(name):
+    """A script of benchmarks/ (a folder, not a package), imported as a module."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def test_quick_suite_writes_table_csv_and_plots(tmp_path):
@@ -29,11 +39,7 @@ def test_quick_suite_writes_table_csv_and_plots(tmp_path):
 
 
 def test_throughput_run_replaces_only_its_own_device_section():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from throughput import replace_section
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    replace_section = _benchmark_module("throughput").replace_section
     text = "# T\n\n## cpu\n\nold cpu\n\n## cuda\n\ngpu rows\n"
     replaced = replace_section(text, "## cpu\n", "## cpu\n\nnew cpu\n")
     assert replaced == "# T\n\n## cpu\n\nnew cpu\n\n## cuda\n\ngpu rows\n"
@@ -44,11 +50,7 @@ def test_throughput_run_replaces_only_its_own_device_section():
 
 
 def test_report_tables_the_full_fashion_records(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from run import full_runs
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    full_runs = _benchmark_module("run").full_runs
     assert full_runs(tmp_path) == ""
     record = {"images": 70000, "device": "cpu", "torch_threads": 2, "epochs": 50, "seed": 0,
               "fit_s": 6200.4, "epoch_s": 110.2, "images_per_s": 635.2, "refine_s": 410.7,
