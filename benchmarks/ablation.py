@@ -2,13 +2,17 @@
 
     python benchmarks/ablation.py                  # digits, seeds 0 1 2
     python benchmarks/ablation.py --dataset bbc-news-minilm --variants default 'init="kmeans"'
+    python benchmarks/ablation.py --variants "self_labelling_epochs=30, n_init=5"
 
-Writes ``docs/ablation-<dataset>.md`` with ACC and NMI mean +- std over seeds per variant.
+A variant is a name from ``VARIANTS`` or any ``parameter=value`` list (Python
+literals, comma-separated). Writes ``docs/ablation-<dataset>.md`` with ACC and NMI
+mean +- std over seeds per variant.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 from pathlib import Path
 
@@ -49,14 +53,36 @@ VARIANTS = {
 }
 
 
+def variant(spec: str) -> dict:
+    """The parameters of a named variant, or of a ``parameter=value, ...`` spec."""
+    if spec in VARIANTS:
+        return VARIANTS[spec]
+    try:
+        call = ast.parse(f"variant({spec})", mode="eval").body
+        params = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except (SyntaxError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"{spec!r} is no parameter=value list: {error}")
+    unknown = set(params) - set(CDCClustering().get_params())
+    if call.args or unknown or not params:
+        raise argparse.ArgumentTypeError(
+            f"{spec!r}: name a variant of {sorted(VARIANTS)} or CDCClustering parameters"
+            + (f" (unknown: {sorted(unknown)})" if unknown else "")
+        )
+    return params
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: the estimator's")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--dataset", default="digits", choices=list(D.BENCHMARK_DATASETS))
     parser.add_argument("--out", type=Path, default=None, help="default: docs/ablation-<dataset>.md")
     args = parser.parse_args(argv)
+    try:
+        params = {name: variant(name) for name in args.variants}
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
 
     data = D.BENCHMARK_DATASETS[args.dataset]()
     report = args.out or ROOT / "docs" / f"ablation-{args.dataset}.md"
@@ -68,7 +94,7 @@ def main(argv=None) -> None:
     for name in args.variants:
         reports, seconds = [], []
         for seed in args.seeds:
-            model = CDCClustering(data.n_clusters, random_state=seed, **epochs, **VARIANTS[name])
+            model = CDCClustering(data.n_clusters, random_state=seed, **epochs, **params[name])
             start = time.perf_counter()
             labels = model.fit_predict(data.X)
             seconds.append(time.perf_counter() - start)

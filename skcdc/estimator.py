@@ -60,8 +60,11 @@ _PREDICT_BATCH_IMAGES = 512
 # compared early (n_init_epochs).
 _AUTO_N_INIT_MAX_SAMPLES = 5000
 # self_labelling_epochs="auto" on frozen features (frozen-feature mode and image
-# mode's refinement stage): docs/method.md, "Self-labelling on vectors".
+# mode's refinement stage): 10 epochs, lengthened on small data sets to this many
+# optimiser steps, since the phase converges by updates, not by passes over the
+# data (docs/method.md, "Self-labelling on vectors").
 _AUTO_SELF_LABELLING_EPOCHS = 10
+_AUTO_SELF_LABELLING_MIN_STEPS = 200
 
 
 class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -237,9 +240,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         library's extra): each confident sample's prediction becomes the
         target of another view of the same sample (an augmentation of the
         image; on vectors the vector itself, never a neighbour), classes
-        weighted by inverse frequency. "auto": 10 on vectors (frozen-feature
-        mode and image mode's refinement stage), 0 while the encoder is
-        trained end to end on images.
+        weighted by inverse frequency. "auto": on vectors (frozen-feature
+        mode and image mode's refinement stage) 10 epochs, lengthened to 200
+        optimiser steps on small data sets (at most ``epochs``: 25 epochs at
+        2225 samples, 10 from 5120 samples up), 0 while the encoder is trained
+        end to end on images.
     self_labelling_threshold : float, default=0.95
         Confidence (max probability) above which a sample is a target.
     batch_size : int, default=256
@@ -549,7 +554,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         """How many runs to train, and the epoch after which they are compared
         (None: each trains to the end)."""
         until = self.n_init_epochs
-        if until is not None and until >= self._planned_epochs(image=isinstance(X, torch.Tensor)):
+        if until is not None and until >= self._planned_epochs(X):
             until = None
         n_init = self.n_init
         if n_init == "auto":
@@ -559,19 +564,26 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             n_init = 1 if large and until is None else 3
         return n_init, (until if n_init > 1 else None)
 
-    def _planned_epochs(self, image: bool) -> int:
-        """Epochs of one run on images (end to end) or vectors, all its phases
-        together."""
+    def _planned_epochs(self, X: np.ndarray | torch.Tensor) -> int:
+        """Epochs of one run on X, images (end to end) or vectors, all its
+        phases together."""
         warm_start = self.init_epochs if self.init == "kmeans" else 0
-        return warm_start + self.epochs + self._self_labelling_epochs(image)
+        return warm_start + self.epochs + self._self_labelling_epochs(X)
 
-    def _self_labelling_epochs(self, image: bool) -> int:
-        """``self_labelling_epochs`` with "auto" resolved: 10 on vectors
-        (frozen-feature mode and image mode's refinement stage), 0 when the
-        encoder is trained end to end on images."""
-        if self.self_labelling_epochs == "auto":
-            return 0 if image else _AUTO_SELF_LABELLING_EPOCHS
-        return self.self_labelling_epochs
+    def _self_labelling_epochs(self, X: np.ndarray | torch.Tensor) -> int:
+        """``self_labelling_epochs`` with "auto" resolved: on vectors
+        (frozen-feature mode and image mode's refinement stage) 10 epochs or
+        200 optimiser steps, whichever is longer, but no more epochs than the
+        CDC phase; 0 when the encoder is trained end to end on images."""
+        if self.self_labelling_epochs != "auto":
+            return self.self_labelling_epochs
+        if isinstance(X, torch.Tensor):
+            return 0
+        steps_per_epoch = max(X.shape[0] // min(self.batch_size, X.shape[0]), 1)
+        epochs = max(
+            _AUTO_SELF_LABELLING_EPOCHS, -(-_AUTO_SELF_LABELLING_MIN_STEPS // steps_per_epoch)
+        )
+        return min(epochs, max(self.epochs, _AUTO_SELF_LABELLING_EPOCHS))
 
     def _refinement_epochs(self, X: np.ndarray | torch.Tensor) -> int:
         """Epochs of the refinement stage: image mode, built-in network only
@@ -615,7 +627,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         except KeyboardInterrupt:
             # Interrupted before the refinement finished an epoch: the first stage stands.
             run.stop_reason = INTERRUPTED
-            run.planned_epochs += stage._planned_epochs(image=False)
+            run.planned_epochs += stage._planned_epochs(features)
             return run, False
         history = stage.history_.assign(
             epoch=stage.history_["epoch"] + run.history["epoch"].iloc[-1],
@@ -630,7 +642,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             z=z,
             score=run.score,
             stop_reason=stage.stop_reason_,
-            planned_epochs=run.planned_epochs + stage._planned_epochs(image=False),
+            planned_epochs=run.planned_epochs + stage._planned_epochs(features),
         )
         return refined, True
 
@@ -978,7 +990,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             phases.append(Phase("init", PseudoLabelLoss(targets), self.init_epochs))
         image = isinstance(X, torch.Tensor)
         phases.append(Phase("cdc", self._criterion(image), self.epochs))
-        self_labelling_epochs = self._self_labelling_epochs(image)
+        self_labelling_epochs = self._self_labelling_epochs(X)
         if self_labelling_epochs > 0:
             # A confident prediction becomes the target of the same sample's
             # other view, never of a neighbour's: a neighbour of another class

@@ -1,5 +1,6 @@
 """Smoke test of the benchmark runner on tiny data, through a real subprocess."""
 
+import argparse
 import importlib
 import json
 import subprocess
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,3 +67,13 @@ def test_report_tables_the_full_fashion_records(tmp_path):
         "| fashion_full.json | 70000 | cpu | 2 | 2 | 0 | 6200 | 110.2 | 635 | n/a " + tail,
         "| fashion_full_cpu.json | 70000 | cpu | 2 | 50 | 0 | 6200 | 110.2 | 635 | 411 " + tail,
     ]
+
+
+def test_ablation_reads_named_and_parameter_variants():
+    variant = _benchmark_module("ablation").variant
+    assert variant("n_init=3") == {"n_init": 3}
+    assert variant('self_labelling_epochs=30, init="kmeans"') == {
+        "self_labelling_epochs": 30, "init": "kmeans"}
+    for bad in ("no_such_parameter=1", "n_init", "n_init=)"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            variant(bad)

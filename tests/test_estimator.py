@@ -43,14 +43,15 @@ def test_fitted_attributes(blobs, fitted):
         np.testing.assert_allclose(
             fitted.cluster_centers_[label], X[fitted.labels_ == label].mean(0), rtol=1e-6
         )
-    # The default ends with 10 epochs of self-labelling on vectors.
-    assert fitted.n_iter_ == 15 + 10
-    assert list(fitted.history_["phase"]) == ["cdc"] * 15 + ["self-labelling"] * 10
+    # The default ends with self-labelling on vectors: 200 optimiser steps
+    # (3 per epoch here), capped at the CDC phase's 15 epochs.
+    assert fitted.n_iter_ == 15 + 15
+    assert list(fitted.history_["phase"]) == ["cdc"] * 15 + ["self-labelling"] * 15
     assert list(fitted.history_.columns) == [
         "epoch", "phase", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters",
         "largest_cluster", "time", "n_relocated",
     ]
-    assert len(fitted.history_) == 15 + 10
+    assert len(fitted.history_) == 15 + 15
     assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9
 
 
@@ -310,6 +311,27 @@ def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
     assert model.n_iter_ == FAST["epochs"] + 4
     assert list(model.history_["phase"]) == ["cdc"] * FAST["epochs"] + ["self-labelling"] * 4
     assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+@pytest.mark.parametrize(
+    "n_samples, params, expected",
+    [
+        (10000, {}, 10),  # 39 steps per epoch: 10 epochs are 390 steps
+        (2225, {}, 25),  # 8 steps per epoch
+        (1797, {}, 29),  # 7 steps per epoch
+        (240, {"batch_size": 64, "epochs": 15}, 15),  # 67 epochs, capped at `epochs`
+        (240, {"batch_size": 64, "epochs": 5}, 10),  # never under 10 epochs
+        (1797, {"self_labelling_epochs": 4}, 4),
+    ],
+)
+def test_auto_self_labelling_lasts_200_steps_or_10_epochs(n_samples, params, expected):
+    model = CDCClustering(3, **params)
+    assert model._self_labelling_epochs(np.zeros((n_samples, 2))) == expected
+    assert model._planned_epochs(np.zeros((n_samples, 2))) == model.epochs + expected
+
+
+def test_auto_self_labelling_is_off_end_to_end_on_images():
+    assert CDCClustering(3)._self_labelling_epochs(torch.zeros(300, 1, 8, 8)) == 0
 
 
 def test_self_labelling_pairs_each_sample_with_itself(blobs):
