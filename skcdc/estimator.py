@@ -59,6 +59,10 @@ _PREDICT_BATCH_IMAGES = 512
 # n_init="auto" restarts 3 times up to this many samples, or when the runs are
 # compared early (n_init_epochs).
 _AUTO_N_INIT_MAX_SAMPLES = 5000
+# n_init="auto" in image mode's refinement stage, at any size: its runs cost a
+# few percent of the end-to-end stage each, and on its features the label-free
+# score ranks them well (docs/method.md, "Restarts in the refinement stage").
+_AUTO_REFINEMENT_N_INIT = 3
 # self_labelling_epochs="auto" on frozen features (frozen-feature mode and image
 # mode's refinement stage): 10 epochs, lengthened on small data sets to this many
 # optimiser steps, since the phase converges by updates, not by passes over the
@@ -183,7 +187,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         compares the runs early. ``"auto"``: 3 on up to 5000 samples
         (features or images), where seeds disagree most and a fit is short;
         above that 3 when ``n_init_epochs`` compares the runs early, else 1
-        (``docs/method.md``).
+        (``docs/method.md``). Image mode's refinement stage restarts 3 times
+        at any size, its runs being short next to the end-to-end stage; an
+        int applies to both stages.
     n_init_epochs : int or None, default=None
         With ``n_init > 1``: the epoch (counted over all phases) after which
         the runs are compared by the label-free score; only the best trains
@@ -601,6 +607,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             network="auto",
             network_kwargs=None,
             epochs=self._refinement_epochs(X),
+            n_init=_AUTO_REFINEMENT_N_INIT if self.n_init == "auto" else self.n_init,
             refine_epochs=0,
             random_state=seed,
         )

@@ -219,6 +219,14 @@ def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
     assert again.history_["epoch"].tolist() == list(range(1, 15))
 
 
+def test_refinement_stage_restarts_three_times_at_any_size():
+    # Above the 5000 samples where "auto" means one run end to end.
+    images = torch.zeros(6000, 1, 4, 4, dtype=torch.uint8)
+    assert CDCClustering(3)._restart_plan(images) == (1, None)
+    assert CDCClustering(3)._refinement_stage(images, 0).n_init == 3
+    assert CDCClustering(3, n_init=2)._refinement_stage(images, 0).n_init == 2
+
+
 def test_a_user_network_is_not_refined(shapes):
     images, _ = shapes
 
