@@ -61,7 +61,9 @@ def variant(spec: str) -> dict:
         call = ast.parse(f"variant({spec})", mode="eval").body
         params = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
     except (SyntaxError, ValueError) as error:
-        raise argparse.ArgumentTypeError(f"{spec!r} is no parameter=value list: {error}")
+        raise argparse.ArgumentTypeError(
+            f"{spec!r} is no parameter=value list: {error}"
+        ) from error
     unknown = set(params) - set(CDCClustering().get_params())
     if call.args or unknown or not params:
         raise argparse.ArgumentTypeError(

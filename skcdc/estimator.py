@@ -578,18 +578,18 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _self_labelling_epochs(self, X: np.ndarray | torch.Tensor) -> int:
         """``self_labelling_epochs`` with "auto" resolved: on vectors
-        (frozen-feature mode and image mode's refinement stage) 10 epochs or
-        200 optimiser steps, whichever is longer, but no more epochs than the
-        CDC phase; 0 when the encoder is trained end to end on images."""
+        (frozen-feature mode and image mode's refinement stage) 10 epochs,
+        lengthened to 200 optimiser steps but not beyond the CDC phase's
+        epochs; 0 when the encoder is trained end to end on images."""
         if self.self_labelling_epochs != "auto":
             return self.self_labelling_epochs
         if isinstance(X, torch.Tensor):
             return 0
         steps_per_epoch = max(X.shape[0] // min(self.batch_size, X.shape[0]), 1)
-        epochs = max(
-            _AUTO_SELF_LABELLING_EPOCHS, -(-_AUTO_SELF_LABELLING_MIN_STEPS // steps_per_epoch)
-        )
-        return min(epochs, max(self.epochs, _AUTO_SELF_LABELLING_EPOCHS))
+        # The cap keeps a tiny data set (one batch per epoch) from self-labelling
+        # for 200 epochs after a CDC phase of 50.
+        lengthened = min(-(-_AUTO_SELF_LABELLING_MIN_STEPS // steps_per_epoch), self.epochs)
+        return max(_AUTO_SELF_LABELLING_EPOCHS, lengthened)
 
     def _refinement_epochs(self, X: np.ndarray | torch.Tensor) -> int:
         """Epochs of the refinement stage: image mode, built-in network only
