@@ -37,6 +37,12 @@ DIVERGED = "diverged"
 Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
+def epoch_steps(n_samples: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch over ``n_samples``: the engine drops the
+    last partial batch."""
+    return max(n_samples // batch_size, 1)
+
+
 @dataclass
 class Phase:
     """A stretch of training with one loss: ``epochs`` epochs of ``criterion``.
@@ -188,7 +194,7 @@ class Engine:
     @property
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch (the last partial batch is dropped)."""
-        return max(len(self.sampler) // self.batch_size, 1)
+        return epoch_steps(len(self.sampler), self.batch_size)
 
     def _autocast(self):
         if self.mixed_precision:

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from . import persistence
-from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar
+from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar, epoch_steps
 from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
 from .images import IMAGE_LAYOUTS, is_image_input, load_images
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
@@ -585,11 +585,15 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             return self.self_labelling_epochs
         if isinstance(X, torch.Tensor):
             return 0
-        steps_per_epoch = max(X.shape[0] // min(self.batch_size, X.shape[0]), 1)
+        steps = epoch_steps(X.shape[0], self._batch_size(X.shape[0]))
         # The cap keeps a tiny data set (one batch per epoch) from self-labelling
         # for 200 epochs after a CDC phase of 50.
-        lengthened = min(-(-_AUTO_SELF_LABELLING_MIN_STEPS // steps_per_epoch), self.epochs)
+        lengthened = min(-(-_AUTO_SELF_LABELLING_MIN_STEPS // steps), self.epochs)
         return max(_AUTO_SELF_LABELLING_EPOCHS, lengthened)
+
+    def _batch_size(self, n_samples: int) -> int:
+        """``batch_size``, shrunk to ``n_samples`` when larger."""
+        return min(self.batch_size, n_samples)
 
     def _refinement_epochs(self, X: np.ndarray | torch.Tensor) -> int:
         """Epochs of the refinement stage: image mode, built-in network only
@@ -1039,7 +1043,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             views,
             optimizer,
             sampler=RandomSampler(range(n_samples), generator=sampler_generator),
-            batch_size=min(self.batch_size, n_samples),
+            batch_size=self._batch_size(n_samples),
             device=device,
             generator=view_generator,
             n_clusters=self.n_clusters,
