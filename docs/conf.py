@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-import skcdc  # noqa: E402
+import skcdc
 
 project = "skcdc"
 author = "the skcdc developers"

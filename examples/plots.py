@@ -15,10 +15,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no window
 
-from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.datasets import load_digits
 
-from skcdc import CDCClustering  # noqa: E402
-from skcdc.plotting import (  # noqa: E402
+from skcdc import CDCClustering
+from skcdc.plotting import (
     plot_cluster_examples,
     plot_confusion,
     plot_embedding,

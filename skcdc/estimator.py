@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import joblib
 import numpy as np
@@ -347,7 +347,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     (2, 138)
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "mode": [StrOptions({"auto", "features", "images"})],
         "image_layout": [StrOptions(set(IMAGE_LAYOUTS))],

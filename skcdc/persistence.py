@@ -94,6 +94,14 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     (unlike pickle or joblib). Models with a user-supplied ``network``,
     ``backbone`` class or ``augmentation`` callable are refused: a class cannot
     be stored without code; pickle those instead.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        The model has not been fitted.
+    TypeError
+        ``network``, ``backbone`` or ``augmentation`` is code rather than a
+        built-in name; nothing is written.
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -101,7 +109,7 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     params = model.get_params()
     for name in ("network", "backbone", "augmentation"):
         if not isinstance(params[name], str):
-            raise ValueError(
+            raise TypeError(
                 f"save_model stores built-in networks only; {name}={params[name]!r} is code. "
                 "Use joblib.dump(model, path) for this model (load only files you trust)."
             )

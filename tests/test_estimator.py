@@ -22,11 +22,11 @@ from skcdc.metrics import accuracy_scorer
 from skcdc.networks import VectorCDCNetwork
 from skcdc.views import NeighbourViews
 
-FAST = dict(epochs=10, batch_size=64, n_init=1, random_state=0)
+FAST = {"epochs": 10, "batch_size": 64, "n_init": 1, "random_state": 0}
 
 
 def test_recovers_separated_clusters(blobs, fitted):
-    X, y = blobs
+    _, y = blobs
     assert adjusted_rand_score(y, fitted.labels_) > 0.95
 
 

@@ -14,7 +14,7 @@ from skcdc.networks import BackboneFeatures
 from skcdc.persistence import load_model, save_model
 from skcdc.views import default_augmentation
 
-TINY = dict(epochs=2, batch_size=16, n_init=1, random_state=0)
+TINY = {"epochs": 2, "batch_size": 16, "n_init": 1, "random_state": 0}
 
 
 @pytest.fixture(scope="module")

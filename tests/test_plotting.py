@@ -4,13 +4,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.image as mpimg  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-from skcdc import CDCClustering  # noqa: E402
-from skcdc.plotting import (  # noqa: E402
+from skcdc import CDCClustering
+from skcdc.plotting import (
     plot_cluster_examples,
     plot_confusion,
     plot_embedding,

@@ -31,7 +31,7 @@ from skcdc.networks import VectorCDCNetwork
 
 # One phase (no self-labelling), so that epochs and training passes count the
 # CDC phase alone.
-FAST = dict(epochs=10, batch_size=64, n_init=1, self_labelling_epochs=0, random_state=0)
+FAST = {"epochs": 10, "batch_size": 64, "n_init": 1, "self_labelling_epochs": 0, "random_state": 0}
 # 240 samples in batches of 64 (the last partial batch dropped): 3 batches, so
 # 6 training forward passes (two views each) per epoch.
 CALLS_PER_EPOCH = 6
@@ -119,7 +119,7 @@ def test_interrupt_after_restarts_were_compared_early_keeps_the_chosen_run(blobs
     X, _ = blobs
     # Each run trains one epoch (6 training passes) before the comparison; the
     # chosen one is interrupted early in its second.
-    params = dict(n_init=2, n_init_epochs=1, epochs=4)
+    params = {"n_init": 2, "n_init_epochs": 1, "epochs": 4}
     with pytest.warns(TrainingStoppedWarning, match="interrupted after 1 of 4 epochs"):
         model = faulty(CALLS_PER_EPOCH + 2, "interrupt", **params).fit(X)
     assert model.stop_reason_ == "interrupted"
@@ -248,7 +248,7 @@ def test_resume_after_a_killed_process_equals_an_uninterrupted_run(tmp_path):
     assert 1 <= saved["state"]["epoch"] < CHILD_TOTAL, "the kill must land mid-run"
 
     X, _ = make_blobs(n_samples=3000, centers=4, n_features=32, random_state=0)
-    params = dict(epochs=CHILD_EPOCHS, batch_size=128, n_init=1, random_state=0)
+    params = {"epochs": CHILD_EPOCHS, "batch_size": 128, "n_init": 1, "random_state": 0}
     resumed = CDCClustering(4, checkpoint_dir=checkpoints, **params).fit(X)
     uninterrupted = CDCClustering(4, **params).fit(X)
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
@@ -308,6 +308,14 @@ def test_a_file_that_would_run_code_is_refused(tmp_path):
     torch.save({"kind": "checkpoint", "evil": Payload()}, path)
     with pytest.raises(IncompatibleFileError, match="not a readable skcdc checkpoint"):
         persistence.load(path, kind="checkpoint")
+
+
+def test_save_model_refuses_a_network_given_as_code(blobs, tmp_path):
+    X, _ = blobs
+    model = CDCClustering(3, network=VectorCDCNetwork, **{**FAST, "epochs": 1}).fit(X)
+    with pytest.raises(TypeError, match=r"network=.*is code\. Use joblib\.dump"):
+        persistence.save_model(model, tmp_path / "model.skcdc")
+    assert not (tmp_path / "model.skcdc").exists()
 
 
 def test_n_init_keeps_the_run_with_the_best_label_free_score(blobs):
