@@ -313,6 +313,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         them early, at that epoch; the kept run has the highest. In image
         mode these are the end-to-end stage's runs, whose backbone the
         refinement stage then keeps.
+    refinement_run_scores_ : ndarray of shape (n_refinement_runs,)
+        Image mode: the same score for each run of the refinement stage (three
+        with ``n_init="auto"``), on the frozen backbone's features; the kept
+        run has the highest. Empty when no refinement stage ran.
     stop_reason_ : str or None
         None when every epoch ran; ``"interrupted"`` (KeyboardInterrupt) or
         ``"diverged"`` (NaN or infinite loss) when training stopped early
@@ -527,10 +531,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             best, stop_reason, scores = self._full_runs(X, views, device, seeds)
         else:
             best, stop_reason, scores = self._selected_run(X, views, device, seeds, until)
-        refined = False
+        refined, refinement_scores = False, []
         if stop_reason is None and self._refinement_epochs(X) > 0:
             seed = int(random_state.randint(np.iinfo(np.int32).max))
-            best, refined = self._refine(best, X, seed)
+            best, refinement_scores = self._refine(best, X, seed)
+            refined = bool(refinement_scores)
             stop_reason = best.stop_reason
 
         self.network_ = best.network
@@ -541,6 +546,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_iter_ = int(best.history["epoch"].iloc[-1])
         self.stop_reason_ = stop_reason
         self.run_scores_ = np.asarray(scores)
+        self.refinement_run_scores_ = np.asarray(refinement_scores, dtype=float)
         self.categorical_embedding_ = _softmax(best.logits)
         self.instance_embedding_ = best.z
         self.labels_ = best.logits.argmax(axis=1)
@@ -619,13 +625,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             params["checkpoint_dir"] = Path(self.checkpoint_dir) / "refine"
         return type(self)(**params)
 
-    def _refine(self, run: _Run, X: torch.Tensor, seed: int) -> tuple[_Run, bool]:
+    def _refine(self, run: _Run, X: torch.Tensor, seed: int) -> tuple[_Run, list[float]]:
         """SCAN's clustering step with CDC's loss: freeze the backbone the
         end-to-end stage trained and cluster its features of the training
         images in frozen-feature mode. Contrastive training on augmentations
         leaves features whose neighbours share a class more often than the
         head's argmax does; neighbour positives exploit that. Returns the
-        run that predicts and whether it is the refined one."""
+        run that predicts and the scores of the refinement's runs (none when
+        it was interrupted before its first epoch and the given run stands)."""
         encoder = _backbone_encoder(run.network)
         features = np.concatenate(_map_blocks(encoder, X))
         stage = self._refinement_stage(X, seed)
@@ -639,7 +646,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             # Interrupted before the refinement finished an epoch: the first stage stands.
             run.stop_reason = INTERRUPTED
             run.planned_epochs += stage._planned_epochs(features)
-            return run, False
+            return run, []
         history = stage.history_.assign(
             epoch=stage.history_["epoch"] + run.history["epoch"].iloc[-1],
             phase=stage.history_["phase"].map(_refinement_phase),
@@ -655,7 +662,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             stop_reason=stage.stop_reason_,
             planned_epochs=run.planned_epochs + stage._planned_epochs(features),
         )
-        return refined, True
+        return refined, list(stage.run_scores_)
 
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:

@@ -81,6 +81,7 @@ _ARRAYS = (
     "instance_embedding_",
     "cluster_centers_",
     "run_scores_",
+    "refinement_run_scores_",
 )
 _VALUES = ("n_iter_", "best_head_", "stop_reason_", "n_features_in_", "image_shape_", "refined_")
 
@@ -121,7 +122,12 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
         params["checkpoint_dir"] = str(params["checkpoint_dir"])
     if not isinstance(params["device"], str):
         params["device"] = str(params["device"])
-    fitted = {name: torch.from_numpy(np.ascontiguousarray(getattr(model, name))) for name in _ARRAYS}
+    # A model loaded from an older file may lack an attribute added since.
+    fitted = {
+        name: torch.from_numpy(np.ascontiguousarray(getattr(model, name)))
+        for name in _ARRAYS
+        if hasattr(model, name)
+    }
     values = {name: getattr(model, name) for name in _VALUES if hasattr(model, name)}
     if "image_shape_" in values:
         values["image_shape_"] = list(values["image_shape_"])

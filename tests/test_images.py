@@ -191,6 +191,8 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
     # leaves its backbone as it was and replaces the heads.
     unrefined = CDCClustering(3, refine_epochs=0, **TINY).fit(images)
     assert not unrefined.refined_ and unrefined.history_["phase"].tolist() == ["cdc", "cdc"]
+    assert model.refinement_run_scores_.shape == (1,)
+    assert unrefined.refinement_run_scores_.shape == (0,)
     refined = model.network_[1].backbone.state_dict()
     for name, value in unrefined.network_[1].backbone.state_dict().items():
         torch.testing.assert_close(refined[name], value)
@@ -198,6 +200,7 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
     save_model(model, tmp_path / "refined.skcdc")
     loaded = load_model(tmp_path / "refined.skcdc")
     assert loaded.refined_
+    np.testing.assert_array_equal(loaded.refinement_run_scores_, model.refinement_run_scores_)
     np.testing.assert_array_equal(loaded.predict(images), model.labels_)
     np.testing.assert_allclose(loaded.transform(images), model.transform(images), atol=1e-6)
 
@@ -225,6 +228,15 @@ def test_refinement_stage_restarts_three_times_at_any_size():
     assert CDCClustering(3)._restart_plan(images) == (1, None)
     assert CDCClustering(3)._refinement_stage(images, 0).n_init == 3
     assert CDCClustering(3, n_init=2)._refinement_stage(images, 0).n_init == 2
+
+
+def test_each_refinement_run_reports_its_score(shapes):
+    images, _ = shapes
+    model = CDCClustering(3, **{**TINY, "epochs": 1, "n_init": 2}).fit(images)
+    assert model.run_scores_.shape == (2,) and model.refinement_run_scores_.shape == (2,)
+    # Mutual information between a sample's cluster and its neighbours': 0 to log K nats.
+    scores = model.refinement_run_scores_
+    assert np.all((scores >= 0) & (scores <= np.log(3) + 1e-9))
 
 
 def test_a_user_network_is_not_refined(shapes):
