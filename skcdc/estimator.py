@@ -531,15 +531,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             best, stop_reason, scores = self._full_runs(X, views, device, seeds)
         else:
             best, stop_reason, scores = self._selected_run(X, views, device, seeds, until)
-        refined, refinement_scores = False, []
+        refinement_scores = []
         if stop_reason is None and self._refinement_epochs(X) > 0:
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             best, refinement_scores = self._refine(best, X, seed)
-            refined = bool(refinement_scores)
             stop_reason = best.stop_reason
 
         self.network_ = best.network
-        self.refined_ = refined
         self.device_ = device
         self.best_head_ = best.best_head
         self.history_ = best.history
@@ -547,6 +545,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.stop_reason_ = stop_reason
         self.run_scores_ = np.asarray(scores)
         self.refinement_run_scores_ = np.asarray(refinement_scores, dtype=float)
+        # One fact, two views: a refinement ran exactly when it scored its runs.
+        self.refined_ = bool(self.refinement_run_scores_.size)
         self.categorical_embedding_ = _softmax(best.logits)
         self.instance_embedding_ = best.z
         self.labels_ = best.logits.argmax(axis=1)
