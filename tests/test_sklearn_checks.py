@@ -8,7 +8,7 @@ from skcdc import CDCClustering
 
 # The default estimator, only shortened: the checks fit dozens of times on
 # 10-200 samples, and every other parameter keeps its default value.
-# n_init=1: three restarts would triple the time of every check for nothing checked.
+# n_init=1: five restarts would multiply the time of every check for nothing checked.
 @parametrize_with_checks([CDCClustering(epochs=20, n_init=1, random_state=0)])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
