@@ -56,13 +56,14 @@ __all__ = ["CDCClustering"]
 # small enough that the activations of the default network stay in the tens of MB.
 _PREDICT_BATCH = 4096
 _PREDICT_BATCH_IMAGES = 512
-# n_init="auto" restarts up to this many samples, or when the runs are compared
-# early (n_init_epochs): 5 times on vectors, whose runs are short, 3 times on
-# images, each of whose runs trains an encoder (docs/method.md, "Restarts chosen
-# without labels").
+# n_init="auto" restarts up to this many samples: 5 times on vectors, whose runs
+# are short, 3 times on images, each of whose runs trains an encoder
+# (docs/method.md, "Five restarts on small feature sets"). Above it, 3 times
+# when the runs are compared early (n_init_epochs), else once.
 _AUTO_N_INIT_MAX_SAMPLES = 5000
 _AUTO_N_INIT_VECTORS = 5
 _AUTO_N_INIT_IMAGES = 3
+_AUTO_N_INIT_COMPARED_EARLY = 3
 # n_init="auto" in image mode's refinement stage, at any size: its runs cost a
 # few percent of the end-to-end stage each, and on its features the label-free
 # score ranks them well (docs/method.md, "Restarts in the refinement stage").
@@ -191,7 +192,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         compares the runs early. ``"auto"``: on up to 5000 samples, where
         seeds disagree most and a fit is short, 5 on features and 3 on images
         (each image run trains an encoder); above that 3 when
-        ``n_init_epochs`` compares the runs early, else 1 (``docs/method.md``). Image mode's refinement stage restarts 3 times
+        ``n_init_epochs`` compares the runs early, else 1
+        (``docs/method.md``). Image mode's refinement stage restarts 3 times
         at any size, its runs being short next to the end-to-end stage; an
         int applies to both stages.
     n_init_epochs : int or None, default=None
@@ -574,12 +576,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             until = None
         n_init = self.n_init
         if n_init == "auto":
-            image = isinstance(X, torch.Tensor)
-            n_init = _AUTO_N_INIT_IMAGES if image else _AUTO_N_INIT_VECTORS
-            # Restarts trained to the end on a large data set would overrun its
-            # time budget; compared early, they cost little.
             if X.shape[0] > _AUTO_N_INIT_MAX_SAMPLES:
-                n_init = 1 if until is None else _AUTO_N_INIT_IMAGES
+                # Restarts trained to the end on a large data set would overrun
+                # its time budget; compared early, they cost little.
+                n_init = 1 if until is None else _AUTO_N_INIT_COMPARED_EARLY
+            elif isinstance(X, torch.Tensor):
+                n_init = _AUTO_N_INIT_IMAGES
+            else:
+                n_init = _AUTO_N_INIT_VECTORS
         return n_init, (until if n_init > 1 else None)
 
     def _planned_epochs(self, X: np.ndarray | torch.Tensor) -> int:
