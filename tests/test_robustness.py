@@ -339,6 +339,8 @@ def test_n_init_auto_restarts_only_small_data(blobs):
     big = np.repeat(X, 25, axis=0)[:5001]
     large = CDCClustering(3, **{**FAST, "epochs": 1, "n_init": "auto", "batch_size": 2048})
     assert len(large.fit(big).run_scores_) == 1
+    # Compared early, restarts stay affordable on large data.
+    assert CDCClustering(3, n_init_epochs=1)._restart_plan(big) == (3, 1)
 
 
 # ---------------------------------------------------------- reproducibility
