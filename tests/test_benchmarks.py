@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,3 +78,27 @@ def test_ablation_reads_named_and_parameter_variants():
     for bad in ("no_such_parameter=1", "n_init", "n_init=)"):
         with pytest.raises(argparse.ArgumentTypeError):
             variant(bad)
+
+
+def test_kept_accuracy_is_the_accuracy_of_the_best_scored_run_of_each_subset():
+    kept_accuracy = _benchmark_module("restarts").kept_accuracy
+    scores, accuracy = [3.0, 2.0, 1.0], [0.9, 0.5, 0.1]
+    np.testing.assert_allclose(kept_accuracy(scores, accuracy, 1), accuracy)
+    # Pairs {0, 1} and {0, 2} keep run 0, {1, 2} keeps run 1.
+    np.testing.assert_allclose(kept_accuracy(scores, accuracy, 2), [0.9, 0.9, 0.5])
+    # More subsets than allowed: a random draw of them, each still keeping its best.
+    sampled = kept_accuracy(scores, accuracy, 2, max_subsets=2)
+    assert len(sampled) == 2 and set(sampled) <= {0.9, 0.5}
+
+
+def test_restarts_script_records_every_run(tmp_path):
+    out = tmp_path / "restarts.csv"
+    result = subprocess.run(
+        [sys.executable, "restarts.py", "--dataset", "digits", "--runs", "3", "--keep", "1", "2",
+         "--epochs", "1", "--out", str(out)],
+        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
+    )
+    runs = pd.read_csv(out)
+    assert list(runs["seed"]) == [0, 1, 2]
+    assert runs["ACC"].between(0, 1).all() and (runs["score"] > 0).all()
+    assert "| 2 |" in result.stdout
