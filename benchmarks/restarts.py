@@ -30,6 +30,8 @@ from skcdc.metrics import clustering_report
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_SUBSETS = 20000
+# A kept run below this ACC counts as a bad pick (on BBC: two topics merged).
+BAD_ACC = 0.9
 
 
 def kept_accuracy(
@@ -79,11 +81,11 @@ def main(argv=None) -> pd.DataFrame:
     rho = spearmanr(runs["score"], runs["ACC"]).statistic
     print(f"\n{data.name}: {args.runs} runs, Spearman(score, ACC) = {rho:.2f}, "
           f"{runs['fit_s'].mean():.1f} s per run\n")
-    print("| runs kept from | ACC of the kept run | kept runs below 0.9 ACC |")
+    print(f"| runs kept from | ACC of the kept run | kept runs below {BAD_ACC} ACC |")
     print("|---|---|---|")
     for n in args.keep:
         kept = kept_accuracy(runs["score"].to_numpy(), runs["ACC"].to_numpy(), n)
-        print(f"| {n} | {kept.mean():.3f} ± {kept.std():.3f} | {np.mean(kept < 0.9):.1%} |")
+        print(f"| {n} | {kept.mean():.3f} ± {kept.std():.3f} | {np.mean(kept < BAD_ACC):.1%} |")
     return runs
 
 
