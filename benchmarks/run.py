@@ -51,9 +51,13 @@ METHODS = {
 # imbalanced clusters; elsewhere they are not run.
 ONLY_ON = {CDC_RELAXED: {"imbalanced-blobs"}, CDC_HARD: {"imbalanced-blobs"}}
 # ClustPy's autoencoder pre-training (100 + 150 epochs by default) takes too long
-# on the 10000-sample sets for five seeds on two cores; they run on the rest.
+# on the 10000-sample sets for five seeds on two cores; they run on the small
+# sets but the digits' 1280-d embeddings, not yet run for lack of time.
 for _name in clustpy_baselines():
-    ONLY_ON[_name] = {"digits", "bbc-news-minilm", "imbalanced-blobs"}
+    ONLY_ON[_name] = {
+        *("digits", "bbc-news-minilm", "imbalanced-blobs"),
+        *("iris", "wine", "breast-cancer"),
+    }
 # The image sets are the digits and Fashion-MNIST pixels again: the other
 # baselines already have their rows there, k-means on the pixels is the reference.
 IMAGE_SETS = {"digits-images", "fashion-mnist-images"}
@@ -137,9 +141,9 @@ def targets(table: pd.DataFrame) -> str:
     lines = [
         (
             "| dataset | CDC ACC | best baseline (ACC) | CDC - best | CDC - k-means | "
-            "CDC ACC std | min clusters used | CDC fit time (s) |"
+            "CDC ACC std | min clusters used | CDC fit time (s) | held out |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for dataset in dict.fromkeys(table.index.get_level_values(0)):
         rows = table.loc[dataset]
@@ -155,7 +159,8 @@ def targets(table: pd.DataFrame) -> str:
             f"| {dataset} | {cdc['ACC_mean']:.3f} | {best} ({baselines.loc[best, 'ACC_mean']:.3f}) "
             f"| {cdc['ACC_mean'] - baselines.loc[best, 'ACC_mean']:+.3f} "
             f"| {cdc['ACC_mean'] - kmeans:+.3f} | {cdc['ACC_std']:.3f} "
-            f"| {int(cdc['min_clusters_used'])} | {cdc['fit_s_mean']:.1f} |"
+            f"| {int(cdc['min_clusters_used'])} | {cdc['fit_s_mean']:.1f} "
+            f"| {'yes' if dataset in D.HELD_OUT_DATASETS else ''} |"
         )
     return "\n".join(lines)
 
@@ -220,6 +225,8 @@ def write_report(
         "of that method. Raw runs: `benchmarks/results/runs.csv`.\n\n"
         + to_markdown(table)
         + "\n\n## CDC against the targets\n\n"
+        + "A data set marked held out joined the suite after every default was\n"
+        + "chosen: none was set on it.\n\n"
         + targets(table)
         + "\n\n"
         + full_runs(results)

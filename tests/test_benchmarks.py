@@ -102,3 +102,18 @@ def test_restarts_script_records_every_run(tmp_path):
     assert list(runs["seed"]) == [0, 1, 2]
     assert runs["ACC"].between(0, 1).all() and (runs["score"] > 0).all()
     assert "| 2 |" in result.stdout
+
+
+def test_targets_mark_the_held_out_sets():
+    run = _benchmark_module("run")
+    rows = [
+        {"dataset": dataset, "method": method, "seed": seed, "ACC": acc, "NMI": acc,
+         "ARI": acc, "clusters_used": 3, "fit_s": 1.0, "peak_rss_mb": 1.0}
+        for dataset in ("digits", "wine")
+        for method, acc in ((run.CDC, 0.9), ("KMeans(n_init=10)", 0.8))
+        for seed in (0, 1)
+    ]
+    lines = run.targets(run.summarise(pd.DataFrame(rows))).splitlines()
+    marks = {line.split(" | ")[0].strip("| "): line.split(" | ")[-1].strip(" |") for line in lines[2:]}
+    assert marks == {"digits": "", "wine": "yes"}
+    assert "+0.100" in lines[2]

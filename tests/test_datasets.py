@@ -59,3 +59,24 @@ def test_separated_blobs_are_what_k_means_finds_exactly():
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SKCDC_CACHE", str(tmp_path))
     assert datasets.cache_dir() == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "n_clusters"),
+    [("iris", (150, 4), 3), ("wine", (178, 13), 3), ("breast-cancer", (569, 30), 2)],
+)
+def test_held_out_tables_are_standardised(name, shape, n_clusters):
+    table = datasets.BENCHMARK_DATASETS[name]()
+    assert table.X.shape == shape and table.n_clusters == n_clusters
+    assert table.X.dtype == np.float32
+    np.testing.assert_allclose(table.X.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(table.X.std(0), 1, atol=1e-4)
+
+
+def test_unknown_table_is_refused():
+    with pytest.raises(ValueError, match="iris"):
+        datasets.load_table("boston")
+
+
+def test_held_out_sets_are_in_the_suite():
+    assert set(datasets.HELD_OUT_DATASETS) <= set(datasets.BENCHMARK_DATASETS)
