@@ -270,8 +270,15 @@ def plot(runs: pd.DataFrame, histories: dict, out_dir: Path) -> list[Path]:
     paths = []
     table = summarise(runs)
     datasets = list(dict.fromkeys(runs["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
+    # A grid four panels wide: one row of a dozen data sets is unreadable.
+    n_cols = min(len(datasets), 4)
+    n_rows = -(-len(datasets) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(4.5 * n_cols, 4 * n_rows), squeeze=False
+    )
+    for ax in axes.flat[len(datasets) :]:
+        ax.set_visible(False)
+    for ax, dataset in zip(axes.flat, datasets):
         rows = table.loc[dataset]
         colours = ["tab:orange" if m.startswith("CDC") else "tab:blue" for m in rows.index]
         ax.barh(range(len(rows)), rows["ACC_mean"], xerr=rows["ACC_std"], color=colours)
