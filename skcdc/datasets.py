@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -345,9 +346,7 @@ BENCHMARK_DATASETS = {
     "digits-images": load_digits_images,
     "fashion-mnist-images": load_fashion_mnist_images,
     "digits-efficientnet": load_digits_efficientnet,
-    "iris": lambda: load_table("iris"),
-    "wine": lambda: load_table("wine"),
-    "breast-cancer": lambda: load_table("breast-cancer"),
+    **{name: partial(load_table, name) for name in _TABLES},
 }
 
 #: Data sets added to the suite after every default was chosen (session

@@ -114,6 +114,6 @@ def test_targets_mark_the_held_out_sets():
         for seed in (0, 1)
     ]
     lines = run.targets(run.summarise(pd.DataFrame(rows))).splitlines()
-    marks = {line.split(" | ")[0].strip("| "): line.split(" | ")[-1].strip(" |") for line in lines[2:]}
-    assert marks == {"digits": "", "wine": "yes"}
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    assert {row[0]: row[-1] for row in cells} == {"digits": "", "wine": "yes"}
     assert "+0.100" in lines[2]
