@@ -351,4 +351,4 @@ BENCHMARK_DATASETS = {
 
 #: Data sets added to the suite after every default was chosen (session
 #: 14): a check that the defaults generalise, since none was set on them.
-HELD_OUT_DATASETS = ("digits-efficientnet", "iris", "wine", "breast-cancer")
+HELD_OUT_DATASETS = ("digits-efficientnet", *_TABLES)
