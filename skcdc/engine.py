@@ -26,7 +26,7 @@ from . import persistence
 from .exceptions import DivergenceError
 from .loss import LossOutput
 
-__all__ = ["Callback", "Checkpoint", "Engine", "Phase", "ProgressBar"]
+__all__ = ["Callback", "Checkpoint", "Engine", "Phase", "ProgressBar", "native_bfloat16"]
 
 # Why an engine stopped before its last epoch (``Engine.stop_reason``).
 INTERRUPTED = "interrupted"
@@ -35,6 +35,22 @@ DIVERGED = "diverged"
 
 # ``views(index, generator) -> (view_a, view_b)``: the two views of a batch.
 Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products in hardware: CUDA,
+    or a CPU with AVX512-BF16 or AMX.
+
+    On other CPUs bfloat16 is emulated and slower than float32, so autocast
+    there would cost time for nothing. torch has no public query for the CPU
+    features; the private ones are looked up defensively.
+    """
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def epoch_steps(n_samples: int, batch_size: int) -> int:
@@ -152,7 +168,8 @@ class Engine:
     generator : torch.Generator
         Source of all the randomness the views draw.
     mixed_precision : bool
-        Autocast to bfloat16 on CUDA; ignored on the CPU.
+        Autocast the network to bfloat16 where the device computes it
+        natively (:func:`native_bfloat16`); float32 elsewhere.
     callbacks : sequence of Callback
     """
 
@@ -181,7 +198,7 @@ class Engine:
         self.device = device
         self.generator = generator
         self.n_clusters = n_clusters
-        self.mixed_precision = mixed_precision and device.type == "cuda"
+        self.mixed_precision = mixed_precision and native_bfloat16(device)
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.head_losses: list[float] = []
@@ -198,7 +215,7 @@ class Engine:
 
     def _autocast(self):
         if self.mixed_precision:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def _run_epoch(self, phase: Phase) -> dict[str, float]:

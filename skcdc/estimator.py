@@ -269,8 +269,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     device : str or torch.device, default="auto"
         ``"auto"`` trains on CUDA when available and on the CPU otherwise.
     mixed_precision : bool, default=True
-        Autocast the network to bfloat16 on CUDA (the loss stays in float32).
-        No effect on the CPU.
+        Autocast the network to bfloat16 where the hardware computes it
+        natively (the loss stays in float32): on CUDA, and in frozen-feature
+        mode on CPUs with AVX512-BF16 or AMX, where it fits 10000 x 1280
+        embeddings about 1.5 times faster at the same accuracy. Image mode
+        trains in float32 on the CPU: there bfloat16 cost accuracy and saved
+        little time. A CPU with bfloat16 and one without give different
+        labels for the same ``random_state``; ``False`` trains in float32
+        everywhere.
     checkpoint_dir : str, path-like or None, default=None
         A folder where the full training state (network, optimiser, random
         generators, history) is saved every ``checkpoint_every`` epochs, one
@@ -630,6 +636,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             n_init=_AUTO_REFINEMENT_N_INIT if self.n_init == "auto" else self.n_init,
             refine_epochs=0,
             random_state=seed,
+            # Image mode keeps float32 on the CPU through to its last stage.
+            mixed_precision=_use_bfloat16(
+                self.mixed_precision, _resolve_device(self.device), images=True
+            ),
         )
         if self.checkpoint_dir is not None:
             params["checkpoint_dir"] = Path(self.checkpoint_dir) / "refine"
@@ -908,7 +918,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"weights of epoch {self.n_iter_} were kept. Likely causes: "
                 f"learning_rate={self.learning_rate} too high, tau_c={self.tau_c} or "
                 f"tau_z={self.tau_z} too low, or reduced precision "
-                f"(mixed_precision={self.mixed_precision} on CUDA)."
+                f"(mixed_precision={self.mixed_precision})."
             )
         warnings.warn(message, TrainingStoppedWarning, stacklevel=3)
 
@@ -1064,7 +1074,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             device=device,
             generator=view_generator,
             n_clusters=self.n_clusters,
-            mixed_precision=self.mixed_precision,
+            mixed_precision=_use_bfloat16(
+                self.mixed_precision, device, images=isinstance(X, torch.Tensor)
+            ),
             callbacks=callbacks,
         )
 
@@ -1342,6 +1354,14 @@ def _neighbour_agreement(labels: np.ndarray, neighbors: np.ndarray) -> float:
     """Mutual information between each sample's cluster and its neighbours'."""
     n_neighbors = neighbors.shape[1]
     return float(mutual_info_score(np.repeat(labels, n_neighbors), labels[neighbors.ravel()]))
+
+
+def _use_bfloat16(requested: bool, device: torch.device, images: bool) -> bool:
+    """Whether a fit autocasts to bfloat16, where the device supports it
+    natively (the engine checks that). On the CPU only vectors do: on digits'
+    8x8 images, end-to-end training in bfloat16 lost 4 ACC points over three
+    seeds and saved a fifth of the fit time (docs/method.md)."""
+    return requested and (device.type == "cuda" or not images)
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:

@@ -1,6 +1,7 @@
 """Behaviour of CDCClustering on vector input (frozen-feature mode)."""
 
 import pickle
+from typing import ClassVar
 
 import joblib
 import numpy as np
@@ -176,6 +177,38 @@ def test_user_network_class_with_kwargs(blobs):
     assert model.network_[1].body[0].out_features == 7
     assert model.transform(X[:4]).shape == (4, 8)
     assert clone(model).network is TinyNetwork
+
+
+class DtypeRecordingNetwork(TinyNetwork):
+    """Records the dtype of the logits of every training forward pass."""
+
+    seen: ClassVar[list] = []
+
+    def forward(self, x):
+        logits, z = super().forward(x)
+        if self.training:
+            self.seen.append(logits.dtype)
+        return logits, z
+
+
+@pytest.mark.parametrize(
+    "native, mixed_precision, expected",
+    [(True, True, torch.bfloat16), (False, True, torch.float32), (True, False, torch.float32)],
+    ids=["native", "emulated", "off"],
+)
+def test_bfloat16_on_the_cpu_only_where_native(blobs, monkeypatch, native, mixed_precision, expected):
+    """The CPU's bfloat16 support is what torch reports; without it autocast
+    would emulate bfloat16 and be slower than float32."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+    monkeypatch.setattr(DtypeRecordingNetwork, "seen", [])
+    X, _ = blobs
+    model = CDCClustering(
+        3, network=DtypeRecordingNetwork, mixed_precision=mixed_precision, **{**FAST, "epochs": 2}
+    ).fit(X)
+    assert set(DtypeRecordingNetwork.seen) == {expected}
+    # Autocast computes in bfloat16 but keeps the weights in float32.
+    assert {p.dtype for p in model.network_.parameters()} == {torch.float32}
 
 
 def test_network_instance_is_refused(blobs):

@@ -257,6 +257,32 @@ def test_a_user_network_is_not_refined(shapes):
     assert not model.refined_ and set(model.history_["phase"]) == {"cdc"}
 
 
+def test_image_mode_trains_in_float32_on_the_cpu(shapes, monkeypatch):
+    """Even where the CPU has bfloat16, end to end and in the refinement stage:
+    on digits' images bfloat16 lost accuracy (docs/method.md)."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: True, raising=False)
+    images, _ = shapes
+    seen = []
+
+    class Net(nn.Module):
+        def __init__(self, in_channels, image_size, n_clusters, instance_dim):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 144, 16), nn.ReLU())
+            self.logits = nn.Linear(16, n_clusters)
+            self.z = nn.Linear(16, instance_dim)
+
+        def forward(self, x):
+            h = self.body(x)
+            if self.training:
+                seen.append(h.dtype)
+            return self.logits(h), nn.functional.normalize(self.z(h), dim=1)
+
+    model = CDCClustering(3, network=Net, device="cpu", **TINY).fit(images)
+    assert model.mixed_precision and set(seen) == {torch.float32}
+    assert not CDCClustering(3, device="cpu")._refinement_stage(images, 0).mixed_precision
+
+
 @pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
 def test_named_backbones_train(shapes, backbone):
     images, _ = shapes
