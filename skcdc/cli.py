@@ -99,7 +99,7 @@ def _fit(args: argparse.Namespace) -> int:
     X = read_table(args.embeddings, args.key)
     model = CDCClustering(
         args.n_clusters,
-        epochs=args.epochs,
+        epochs="auto" if args.epochs is None else args.epochs,
         random_state=args.random_state,
         device=args.device,
         verbose=0 if args.quiet else 1,
@@ -184,7 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--n-clusters", type=int, required=True, help="number of clusters")
     fit.add_argument("--out", help="labels CSV to write (default: stdout)")
     fit.add_argument("--save", help="also save the fitted model here (skcdc's safe format)")
-    fit.add_argument("--epochs", type=int, default=50, help="training epochs (default: 50)")
+    fit.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="CDC epochs per run (default: the estimator's 'auto', 50 or 20, see its docs)",
+    )
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     fit.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")
     fit.add_argument("--key", help="the array to read from a .npz holding several")

@@ -360,7 +360,29 @@ def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
 def test_auto_self_labelling_lasts_200_steps_or_10_epochs(n_samples, params, expected):
     model = CDCClustering(3, **params)
     assert model._self_labelling_epochs(np.zeros((n_samples, 2))) == expected
-    assert model._planned_epochs(np.zeros((n_samples, 2))) == model.epochs + expected
+    assert model._planned_epochs(np.zeros((n_samples, 2))) == model._epochs(
+        np.zeros((n_samples, 2))
+    ) + expected
+
+
+@pytest.mark.parametrize(
+    "n_samples, params, n_init, epochs",
+    [
+        (5000, {}, 5, 50),
+        (5001, {}, 3, 20),  # three runs of 20 epochs cost about one of 50
+        (5001, {"epochs": 50}, 3, 50),
+        (5001, {"n_init": 1}, 1, 50),
+        (5001, {"n_init": 3}, 3, 50),
+        (5001, {"n_init_epochs": 5}, 3, 50),  # compared early: the kept run trains on
+    ],
+)
+def test_auto_restarts_shorten_the_runs_of_large_feature_sets(n_samples, params, n_init, epochs):
+    model = CDCClustering(3, **params)
+    X = np.zeros((n_samples, 2))
+    assert model._restart_plan(X)[0] == n_init
+    assert model._epochs(X) == epochs
+    # Images keep one run of 50 epochs at any size.
+    assert CDCClustering(3)._epochs(torch.zeros(n_samples, 1, 4, 4)) == 50
 
 
 def test_auto_self_labelling_is_off_end_to_end_on_images():

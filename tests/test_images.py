@@ -420,7 +420,7 @@ def test_restarts_compared_early_keep_the_best_and_finish_it(shapes):
     [
         ((5000, 1, 4, 4), {}, (3, None)),  # small sets: three runs to the end
         ((6000, 1, 4, 4), {}, (1, None)),  # large sets: one run
-        ((6000, 16), {}, (1, None)),
+        ((6000, 16), {}, (3, None)),  # large feature sets: three short runs
         ((6000, 16), {"n_init_epochs": 2}, (3, 2)),  # compared early: three again
         ((6000, 1, 4, 4), {"n_init_epochs": 50}, (1, None)),  # nothing left to save
         ((5000, 16), {"n_init": 1, "n_init_epochs": 2}, (1, None)),
