@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=CDCClustering().epochs)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="CDC epochs (default: the estimator's, 50 on images)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -49,7 +51,11 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     images, labels = load_fashion_mnist(args.split, root=args.root)
     model = CDCClustering(
-        10, epochs=args.epochs, device=args.device, random_state=args.seed, verbose=args.verbose
+        10,
+        epochs="auto" if args.epochs is None else args.epochs,
+        device=args.device,
+        random_state=args.seed,
+        verbose=args.verbose,
     )
     start = time.perf_counter()
     model.fit(images)
@@ -62,7 +68,8 @@ def main(argv=None) -> dict:
         "device": str(model.device_),
         "machine": platform.machine(),
         "torch_threads": torch.get_num_threads(),
-        "epochs": args.epochs,
+        # Epochs per stage, as trained: "auto" resolved.
+        "epochs": int((model.history_["phase"] == "cdc").sum()),
         "seed": args.seed,
         "fit_s": round(seconds, 1),
         "epoch_s": round(epoch_s, 1),

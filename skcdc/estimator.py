@@ -59,10 +59,10 @@ _PREDICT_BATCH_IMAGES = 512
 # n_init="auto" restarts up to this many samples: 5 times on vectors, whose runs
 # are short, 3 times on images, each of whose runs trains an encoder
 # (docs/method.md, "Five restarts on small feature sets"). Above it 3 times on
-# vectors, each run shortened from 50 CDC epochs to 20 by epochs="auto" so the
-# three fit the time of one (docs/method.md, "Three short restarts on large
-# feature sets"); on images 3 times when the runs are compared early
-# (n_init_epochs), else once.
+# vectors, each run shortened from 50 CDC epochs to 20 by epochs="auto", so the
+# three cost 1.3 times one long run and keep the 90 s budget at 10000 x 1280
+# (docs/method.md, "Three short restarts on large feature sets"); on images 3
+# times when the runs are compared early (n_init_epochs), else once.
 _AUTO_N_INIT_MAX_SAMPLES = 5000
 _AUTO_N_INIT_VECTORS = 5
 _AUTO_N_INIT_IMAGES = 3
@@ -198,8 +198,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         compares the runs early. ``"auto"``: on up to 5000 samples, where
         seeds disagree most and a fit is short, 5 on features and 3 on images
         (each image run trains an encoder). Above that 3 on features, each
-        run then shortened to 20 CDC epochs by ``epochs="auto"`` so that the
-        three cost about what one run of 50 epochs does; on images 3 when
+        run then shortened to 20 CDC epochs by ``epochs="auto"``, so that the
+        three cost about 1.3 times one run of 50 epochs; on images 3 when
         ``n_init_epochs`` compares the runs early, else 1
         (``docs/method.md``). Image mode's refinement stage restarts 3 times
         at any size, its runs being short next to the end-to-end stage; an
@@ -250,8 +250,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Passes over the training set in the CDC phase, per run. ``"auto"``:
         50, or 20 where ``n_init="auto"`` restarts three times on more than
         5000 vectors (on Fashion-MNIST pixels three runs of 20 epochs reached
-        0.646 ± 0.016 where one run of 50 reached 0.592 ± 0.060, in about
-        the same time; ``docs/method.md``).
+        0.646 ± 0.016 in 63 s where one run of 50 reached 0.592 ± 0.060 in
+        44 s; ``docs/method.md``).
     init : {"random", "kmeans"}, default="random"
         How the categorical head starts. ``"kmeans"``: ``init_epochs`` of
         cross-entropy to the labels of ``KMeans(n_clusters, n_init=3)`` on the
