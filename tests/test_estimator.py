@@ -369,7 +369,7 @@ def test_auto_self_labelling_lasts_200_steps_or_10_epochs(n_samples, params, exp
     "n_samples, params, n_init, epochs",
     [
         (5000, {}, 5, 50),
-        (5001, {}, 3, 20),  # three runs of 20 epochs cost about one of 50
+        (5001, {}, 3, 20),  # three runs of 20 epochs cost 1.3 times one of 50
         (5001, {"epochs": 50}, 3, 50),
         (5001, {"n_init": 1}, 1, 50),
         (5001, {"n_init": 3}, 3, 50),

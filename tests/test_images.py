@@ -1,5 +1,7 @@
 """Image mode: every input kind, layouts, backbones, augmentations (tiny images, CPU)."""
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -239,21 +241,28 @@ def test_each_refinement_run_reports_its_score(shapes):
     assert np.all((scores >= 0) & (scores <= np.log(3) + 1e-9))
 
 
+class FlatNet(nn.Module):
+    """A user's network for 12x12 images, with no backbone to refine; records
+    the dtype of its hidden layer in every training pass."""
+
+    seen: ClassVar[list] = []
+
+    def __init__(self, in_channels, image_size, n_clusters, instance_dim):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 144, 16), nn.ReLU())
+        self.logits = nn.Linear(16, n_clusters)
+        self.z = nn.Linear(16, instance_dim)
+
+    def forward(self, x):
+        h = self.body(x)
+        if self.training:
+            self.seen.append(h.dtype)
+        return self.logits(h), nn.functional.normalize(self.z(h), dim=1)
+
+
 def test_a_user_network_is_not_refined(shapes):
     images, _ = shapes
-
-    class Net(nn.Module):
-        def __init__(self, in_channels, image_size, n_clusters, instance_dim):
-            super().__init__()
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 144, 16), nn.ReLU())
-            self.logits = nn.Linear(16, n_clusters)
-            self.z = nn.Linear(16, instance_dim)
-
-        def forward(self, x):
-            h = self.body(x)
-            return self.logits(h), nn.functional.normalize(self.z(h), dim=1)
-
-    model = CDCClustering(3, network=Net, **TINY).fit(images)
+    model = CDCClustering(3, network=FlatNet, **TINY).fit(images)
     assert not model.refined_ and set(model.history_["phase"]) == {"cdc"}
 
 
@@ -262,24 +271,10 @@ def test_image_mode_trains_in_float32_on_the_cpu(shapes, monkeypatch):
     on digits' images bfloat16 lost accuracy (docs/method.md)."""
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: True, raising=False)
+    monkeypatch.setattr(FlatNet, "seen", [])
     images, _ = shapes
-    seen = []
-
-    class Net(nn.Module):
-        def __init__(self, in_channels, image_size, n_clusters, instance_dim):
-            super().__init__()
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 144, 16), nn.ReLU())
-            self.logits = nn.Linear(16, n_clusters)
-            self.z = nn.Linear(16, instance_dim)
-
-        def forward(self, x):
-            h = self.body(x)
-            if self.training:
-                seen.append(h.dtype)
-            return self.logits(h), nn.functional.normalize(self.z(h), dim=1)
-
-    model = CDCClustering(3, network=Net, device="cpu", **TINY).fit(images)
-    assert model.mixed_precision and set(seen) == {torch.float32}
+    model = CDCClustering(3, network=FlatNet, device="cpu", **TINY).fit(images)
+    assert model.mixed_precision and set(FlatNet.seen) == {torch.float32}
     assert not CDCClustering(3, device="cpu")._refinement_stage(images, 0).mixed_precision
 
 
