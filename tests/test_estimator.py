@@ -359,10 +359,9 @@ def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
 )
 def test_auto_self_labelling_lasts_200_steps_or_10_epochs(n_samples, params, expected):
     model = CDCClustering(3, **params)
-    assert model._self_labelling_epochs(np.zeros((n_samples, 2))) == expected
-    assert model._planned_epochs(np.zeros((n_samples, 2))) == model._epochs(
-        np.zeros((n_samples, 2))
-    ) + expected
+    X = np.zeros((n_samples, 2))
+    assert model._self_labelling_epochs(X) == expected
+    assert model._planned_epochs(X) == model._epochs(X) + expected
 
 
 @pytest.mark.parametrize(
