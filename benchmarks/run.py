@@ -169,6 +169,7 @@ def targets(table: pd.DataFrame) -> str:
 # The keys of a fashion_full.py record shown in the report: key, title, format.
 _FULL_RUN_COLUMNS = (
     ("record", "record", "{}"),
+    ("split", "split", "{}"),
     ("images", "images", "{}"),
     ("device", "device", "{}"),
     ("torch_threads", "torch threads", "{}"),
@@ -185,8 +186,9 @@ _FULL_RUN_COLUMNS = (
 
 
 def full_runs(results: Path) -> str:
-    """One row per record of ``benchmarks/fashion_full.py`` (image mode on all
-    70000 Fashion-MNIST images) found in ``results``; empty when there is none."""
+    """One row per record of ``benchmarks/fashion_full.py`` (image mode on
+    Fashion-MNIST, all 70000 images or one split) found in ``results``; empty
+    when there is none."""
     records = [
         {"record": path.name, **json.loads(path.read_text())}
         for path in sorted(results.glob("fashion_full*.json"))
@@ -201,9 +203,10 @@ def full_runs(results: Path) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return (
-        "## All 70000 Fashion-MNIST images\n\n"
+        "## Image mode on Fashion-MNIST, one seed per record\n\n"
         "`python benchmarks/fashion_full.py` (image mode, default settings but for the\n"
-        "epochs; one record per file in `benchmarks/results/`). A record\n"
+        "epochs; split `all` is the 70000 training and test images; one record per file\n"
+        "in `benchmarks/results/`). A record\n"
         "without a refinement time was made before the refinement stage existed.\n\n"
         + "\n".join(lines)
         + "\n\n"

@@ -55,7 +55,7 @@ def test_throughput_run_replaces_only_its_own_device_section():
 def test_report_tables_the_full_fashion_records(tmp_path):
     full_runs = _benchmark_module("run").full_runs
     assert full_runs(tmp_path) == ""
-    record = {"images": 70000, "device": "cpu", "torch_threads": 2, "epochs": 50, "seed": 0,
+    record = {"split": "all", "images": 70000, "device": "cpu", "torch_threads": 2, "epochs": 50, "seed": 0,
               "fit_s": 6200.4, "epoch_s": 110.2, "images_per_s": 635.2, "refine_s": 410.7,
               "ACC": 0.66612, "NMI": 0.63, "ARI": 0.52}
     (tmp_path / "fashion_full_cpu.json").write_text(json.dumps(record))
@@ -65,8 +65,9 @@ def test_report_tables_the_full_fashion_records(tmp_path):
     rows = [line for line in full_runs(tmp_path).splitlines() if line.startswith("| fashion")]
     tail = "| 0.666 | 0.630 | 0.520 |"
     assert rows == [
-        "| fashion_full.json | 70000 | cpu | 2 | 2 | 0 | 6200 | 110.2 | 635 | n/a " + tail,
-        "| fashion_full_cpu.json | 70000 | cpu | 2 | 50 | 0 | 6200 | 110.2 | 635 | 411 " + tail,
+        "| fashion_full.json | all | 70000 | cpu | 2 | 2 | 0 | 6200 | 110.2 | 635 | n/a " + tail,
+        "| fashion_full_cpu.json | all | 70000 | cpu | 2 | 50 | 0 | 6200 | 110.2 | 635 | 411 "
+        + tail,
     ]
 
 

@@ -204,7 +204,11 @@ def test_bfloat16_on_the_cpu_only_where_native(blobs, monkeypatch, native, mixed
     monkeypatch.setattr(DtypeRecordingNetwork, "seen", [])
     X, _ = blobs
     model = CDCClustering(
-        3, network=DtypeRecordingNetwork, mixed_precision=mixed_precision, **{**FAST, "epochs": 2}
+        3,
+        network=DtypeRecordingNetwork,
+        mixed_precision=mixed_precision,
+        device="cpu",  # on a CUDA machine "auto" would train on the GPU, always in bfloat16
+        **{**FAST, "epochs": 2},
     ).fit(X)
     assert set(DtypeRecordingNetwork.seen) == {expected}
     # Autocast computes in bfloat16 but keeps the weights in float32.

@@ -204,7 +204,9 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
     assert loaded.refined_
     np.testing.assert_array_equal(loaded.refinement_run_scores_, model.refinement_run_scores_)
     np.testing.assert_array_equal(loaded.predict(images), model.labels_)
-    np.testing.assert_allclose(loaded.transform(images), model.transform(images), atol=1e-6)
+    # A loaded model runs on the CPU; one fitted on a GPU rounds differently there.
+    atol = 1e-6 if model.device_.type == "cpu" else 1e-3
+    np.testing.assert_allclose(loaded.transform(images), model.transform(images), atol=atol)
 
 
 def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
@@ -309,7 +311,7 @@ def test_user_backbone_class_weights_file_and_freezing(shapes, tmp_path):
     ).fit(images)
     backbone = model.network_[1].backbone
     for name, value in backbone.state_dict().items():
-        torch.testing.assert_close(value, weights[name])  # frozen: untouched
+        torch.testing.assert_close(value.cpu(), weights[name])  # frozen: untouched
     # The refinement stage clusters the frozen backbone's 5 x 2 x 2 features.
     assert model.refined_ and model.network_[2].mean.shape == (5 * 2 * 2,)
 
@@ -319,7 +321,7 @@ def test_fine_tuned_backbone_moves_from_the_given_weights(shapes):
     weights = TinyBackbone().state_dict()
     model = CDCClustering(3, backbone=TinyBackbone, backbone_weights=weights, **TINY).fit(images)
     trained = model.network_[1].backbone.state_dict()
-    assert not torch.allclose(trained["body.0.weight"], weights["body.0.weight"])
+    assert not torch.allclose(trained["body.0.weight"].cpu(), weights["body.0.weight"])
 
 
 def test_custom_augmentation_is_used(shapes):
