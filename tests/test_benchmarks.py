@@ -55,9 +55,9 @@ def test_throughput_run_replaces_only_its_own_device_section():
 def test_report_tables_the_full_fashion_records(tmp_path):
     full_runs = _benchmark_module("run").full_runs
     assert full_runs(tmp_path) == ""
-    record = {"split": "all", "images": 70000, "device": "cpu", "torch_threads": 2, "epochs": 50, "seed": 0,
-              "fit_s": 6200.4, "epoch_s": 110.2, "images_per_s": 635.2, "refine_s": 410.7,
-              "ACC": 0.66612, "NMI": 0.63, "ARI": 0.52}
+    record = {"split": "all", "images": 70000, "device": "cpu", "torch_threads": 2,
+              "epochs": 50, "seed": 0, "fit_s": 6200.4, "epoch_s": 110.2,
+              "images_per_s": 635.2, "refine_s": 410.7, "ACC": 0.66612, "NMI": 0.63, "ARI": 0.52}
     (tmp_path / "fashion_full_cpu.json").write_text(json.dumps(record))
     probe = {k: v for k, v in record.items() if k != "refine_s"} | {"epochs": 2}
     (tmp_path / "fashion_full.json").write_text(json.dumps(probe))
