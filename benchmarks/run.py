@@ -53,7 +53,7 @@ ONLY_ON = {CDC_RELAXED: {"imbalanced-blobs"}, CDC_HARD: {"imbalanced-blobs"}}
 # ClustPy's autoencoder training (100 + 150 epochs by default) is long on the
 # 10000-sample sets (335 s per DEC fit, 472 s per IDEC fit on two cores): of
 # those they run on the EfficientNet embeddings only, the set the 90 s budget is
-# about (session 15 recorded two seeds there).
+# about.
 for _name in clustpy_baselines():
     ONLY_ON[_name] = {
         "digits", "bbc-news-minilm", "fashion-mnist-efficientnet", "imbalanced-blobs",

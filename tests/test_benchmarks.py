@@ -105,6 +105,20 @@ def test_restarts_script_records_every_run(tmp_path):
     assert "| 2 |" in result.stdout
 
 
+def test_restarts_script_reads_features_from_a_file(tmp_path):
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(120, n_features=5, centers=3, random_state=0)
+    np.savez(tmp_path / "blobs.npz", X=X.astype(np.float32), y=y)
+    subprocess.run(
+        [sys.executable, "restarts.py", "--features", str(tmp_path / "blobs.npz"), "--runs", "2",
+         "--keep", "1", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "r.csv")],
+        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
+    )
+    runs = pd.read_csv(tmp_path / "r.csv")
+    assert list(runs["seed"]) == [0, 1] and runs["ACC"].between(1 / 3, 1).all()
+
+
 def test_targets_mark_the_held_out_sets():
     run = _benchmark_module("run")
     rows = [
