@@ -3,9 +3,10 @@ loaded by a CPU-only process, and fit times on embedding-sized data.
 
     python benchmarks/gpu_check.py OUT_DIR [--features FILE.npz]
 
-``--features`` names an ``.npz`` with ``X`` (float32) and ``y``: the Fashion-MNIST
-EfficientNet embeddings exported on a machine that has them (the GPU machine cannot
-download or embed), fitted with the default settings for seeds 0-2. Writes
+``--features`` names an ``.npz`` with ``X`` (float32) and ``y``, such as the
+Fashion-MNIST EfficientNet embeddings exported on a machine that has them (the GPU
+machine cannot download or embed; ``benchmarks/gpu_run.sh`` says how), fitted with the
+default settings for seeds 0-2 and recorded under the file's name. Writes
 ``OUT_DIR/gpu_check.json`` after every step, so a run stopped by its time limit keeps
 the steps it finished. Needs a CUDA device.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from restarts import load_features
 from sklearn.datasets import make_blobs
 
 from skcdc import CDCClustering
@@ -95,9 +97,9 @@ def main(argv=None) -> dict:
     )
 
     if args.features is not None:
-        data = np.load(args.features)
+        data = load_features(args.features)
         for seed in (0, 1, 2):
-            record(f"fashion_efficientnet_seed{seed}", _timed_fit(data["X"], data["y"], seed)[1])
+            record(f"{data.name}_seed{seed}", _timed_fit(data.X, data.y, seed)[1])
 
     X, _ = make_blobs(70_000, n_features=1280, centers=10, random_state=0)
     record("blobs_70000x1280", _timed_fit(X.astype(np.float32), None, 0)[1])

@@ -10,6 +10,9 @@
 # 3. fashion_full.py: image mode's two-stage defaults on the 10000 test images;
 # 4. restarts.py: 25 single runs of 20 epochs on FEATURES.npz, to compare the spread of
 #    runs on the GPU with the CPU's pool (benchmarks/results/restarts-*-20epochs.csv).
+# FEATURES.npz, made where the embeddings are cached:
+#     python -c "import numpy as np; from skcdc.datasets import load_fashion_mnist_efficientnet as f;
+#                d = f(); np.savez('fashion_effnet.npz', X=d.X, y=d.y)"
 # Each step has its own time limit and log, so one that fails or runs long leaves the
 # others' results. benchmarks/throughput.py --device cuda adds the per-backbone table.
 set -u

@@ -53,6 +53,13 @@ def kept_accuracy(
     return accuracy[best]
 
 
+def load_features(path: Path) -> D.Dataset:
+    """The arrays ``X`` and ``y`` of an ``.npz``: a data set exported where it
+    can be built, for a machine where it cannot (no encoders, no downloads)."""
+    with np.load(path) as arrays:
+        return D.Dataset(path.stem, arrays["X"], arrays["y"], f"X and y of {path}")
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="digits", choices=list(D.BENCHMARK_DATASETS))
@@ -69,9 +76,7 @@ def main(argv=None) -> pd.DataFrame:
     if args.features is None:
         name, data = args.dataset, D.BENCHMARK_DATASETS[args.dataset]()
     else:
-        arrays = np.load(args.features)
-        name = args.features.stem
-        data = D.Dataset(name, arrays["X"], arrays["y"], f"X and y of {args.features}")
+        name, data = args.features.stem, load_features(args.features)
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     rows = []
     for seed in range(args.runs):
