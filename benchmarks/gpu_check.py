@@ -41,14 +41,13 @@ np.save(sys.argv[3], model.predict_proba(X))
 """
 
 
-def _timed_fit(X: np.ndarray, y: np.ndarray | None, seed: int) -> tuple[CDCClustering, dict]:
+def _timed_fit(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[CDCClustering, dict]:
+    """The default fit with its wall time; restarts included, so no per-epoch
+    rate (``n_iter_`` counts the kept run's epochs only)."""
     start = time.perf_counter()
-    model = CDCClustering(len(np.unique(y)) if y is not None else 10, random_state=seed).fit(X)
+    model = CDCClustering(len(np.unique(y)), random_state=seed).fit(X)
     record = {"fit_s": round(time.perf_counter() - start, 1), "device": str(model.device_)}
-    record["samples_per_s"] = round(len(X) * model.n_iter_ / record["fit_s"])
-    if y is not None:
-        record.update(clustering_report(y, model.labels_).as_dict())
-    return model, record
+    return model, record | clustering_report(y, model.labels_).as_dict()
 
 
 def _cpu_predictions(model: CDCClustering, X: np.ndarray, scratch: Path) -> np.ndarray:
@@ -101,8 +100,8 @@ def main(argv=None) -> dict:
         for seed in (0, 1, 2):
             record(f"{data.name}_seed{seed}", _timed_fit(data.X, data.y, seed)[1])
 
-    X, _ = make_blobs(70_000, n_features=1280, centers=10, random_state=0)
-    record("blobs_70000x1280", _timed_fit(X.astype(np.float32), None, 0)[1])
+    X, y = make_blobs(70_000, n_features=1280, centers=10, random_state=0)
+    record("blobs_70000x1280", _timed_fit(X.astype(np.float32), y, 0)[1])
     return result
 
 

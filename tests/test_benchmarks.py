@@ -92,30 +92,32 @@ def test_kept_accuracy_is_the_accuracy_of_the_best_scored_run_of_each_subset():
     assert len(sampled) == 2 and set(sampled) <= {0.9, 0.5}
 
 
-def test_restarts_script_records_every_run(tmp_path):
-    out = tmp_path / "restarts.csv"
+def _restarts(out, *args):
+    """``benchmarks/restarts.py`` with one-epoch runs, in a subprocess: its
+    stdout and the runs it wrote to ``out``."""
     result = subprocess.run(
-        [sys.executable, "restarts.py", "--dataset", "digits", "--runs", "3", "--keep", "1", "2",
-         "--epochs", "1", "--out", str(out)],
+        [sys.executable, "restarts.py", *args, "--epochs", "1", "--out", str(out)],
         cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
     )
-    runs = pd.read_csv(out)
+    return result.stdout, pd.read_csv(out)
+
+
+def test_restarts_script_records_every_run(tmp_path):
+    stdout, runs = _restarts(
+        tmp_path / "restarts.csv", "--dataset", "digits", "--runs", "3", "--keep", "1", "2"
+    )
     assert list(runs["seed"]) == [0, 1, 2]
     assert runs["ACC"].between(0, 1).all() and (runs["score"] > 0).all()
-    assert "| 2 |" in result.stdout
+    assert "| 2 |" in stdout
 
 
-def test_restarts_script_reads_features_from_a_file(tmp_path):
-    from sklearn.datasets import make_blobs
-
-    X, y = make_blobs(120, n_features=5, centers=3, random_state=0)
+def test_restarts_script_reads_features_from_a_file(tmp_path, blobs):
+    X, y = blobs
     np.savez(tmp_path / "blobs.npz", X=X.astype(np.float32), y=y)
-    subprocess.run(
-        [sys.executable, "restarts.py", "--features", str(tmp_path / "blobs.npz"), "--runs", "2",
-         "--keep", "1", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "r.csv")],
-        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
+    _, runs = _restarts(
+        tmp_path / "r.csv", "--features", str(tmp_path / "blobs.npz"), "--runs", "2",
+        "--keep", "1", "--device", "cpu",
     )
-    runs = pd.read_csv(tmp_path / "r.csv")
     assert list(runs["seed"]) == [0, 1] and runs["ACC"].between(1 / 3, 1).all()
 
 
