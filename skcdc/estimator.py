@@ -7,7 +7,7 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from . import persistence
+from .consensus import RestartConsensus, fit_consensus
 from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar, epoch_steps
 from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
 from .images import IMAGE_LAYOUTS, is_image_input, load_images
@@ -213,6 +214,18 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         cost). Not a default: on Fashion-MNIST images the score after 5
         epochs ranked four seeds right but picked, for another seed, a run
         that ended below the one a single run gives (``docs/method.md``).
+    combine_restarts : {"auto", "best", "consensus"}, default="auto"
+        What the ``n_init`` runs leave. ``"best"``: the run with the best
+        label-free score. ``"consensus"``: every run is kept, and k-means on
+        their concatenated cluster probabilities gives the clusters
+        (:mod:`skcdc.consensus`); prediction runs all of them, ``n_init``
+        times the prediction time and memory of one run. In pools of 20-25
+        runs on five benchmark sets it narrowed the spread of ACC over seeds
+        by 30-55% and moved the mean by -0.5 to +2.3 points
+        (``docs/method.md``). Frozen-feature mode only, with every run trained
+        to the end (``n_init_epochs=None``); a fit whose training stopped
+        early keeps the best run. ``"auto"``: ``"consensus"`` where it
+        applies, else ``"best"`` (image mode, ``n_init_epochs``).
     relocate_empty_clusters : bool, default=True
         When no training sample has chosen a cluster for 300 optimiser steps
         in a row, move that cluster onto the far side of the bisecting-k-means
@@ -334,7 +347,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     run_scores_ : ndarray of shape (n_runs,)
         The label-free score (:meth:`score` on the training data) of each of
         the ``n_init`` runs, at the end or, when ``n_init_epochs`` compares
-        them early, at that epoch; the kept run has the highest. In image
+        them early, at that epoch; the kept run has the highest (with
+        ``combine_restarts`` consensus, all are kept and :meth:`score` is the
+        consensus's own). In image
         mode these are the end-to-end stage's runs, whose backbone the
         refinement stage then keeps.
     refinement_run_scores_ : ndarray of shape (n_refinement_runs,)
@@ -351,7 +366,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     best_head_ : int
         The categorical head kept for prediction (0 with a single head).
     network_ : torch.nn.Module
-        The trained network, input scaling included.
+        The trained network, input scaling included; with a consensus of
+        restarts a :class:`skcdc.consensus.RestartConsensus` holding every run,
+        whose instance vectors are the best-scored run's.
     device_ : torch.device
         Where it was trained.
     n_features_in_ : int
@@ -398,6 +415,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "n_init_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "combine_restarts": [StrOptions({"auto", "best", "consensus"})],
         "relocate_empty_clusters": ["boolean"],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "network": [StrOptions({"auto"}), type],
@@ -449,6 +467,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         hidden_dim: int = 512,
         n_init: str | int = "auto",
         n_init_epochs: int | None = None,
+        combine_restarts: str = "auto",
         relocate_empty_clusters: bool = True,
         n_heads: int = 1,
         network: str | type[nn.Module] = "auto",
@@ -493,6 +512,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.hidden_dim = hidden_dim
         self.n_init = n_init
         self.n_init_epochs = n_init_epochs
+        self.combine_restarts = combine_restarts
         self.relocate_empty_clusters = relocate_empty_clusters
         self.n_heads = n_heads
         self.network = network
@@ -548,11 +568,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             _check_float32_range(X)
             self._check_n_clusters(X.shape[0])
             self.__dict__.pop("image_shape_", None)
+        self._check_combine_restarts(images=isinstance(X, torch.Tensor))
         views = self._views(X, device)
         n_init, until = self._restart_plan(X)
         seeds = [int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(n_init)]
         if until is None:
-            best, stop_reason, scores = self._full_runs(X, views, device, seeds)
+            runs, stop_reason = self._full_runs(X, views, device, seeds)
+            scores = [run.score for run in runs]
+            best = self._combine_runs(runs, X, views, stop_reason, random_state)
         else:
             best, stop_reason, scores = self._selected_run(X, views, device, seeds, until)
         refinement_scores = []
@@ -668,6 +691,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             epochs=self._refinement_epochs(X),
             n_init=_AUTO_REFINEMENT_N_INIT if self.n_init == "auto" else self.n_init,
             refine_epochs=0,
+            # The skeleton of a saved image model holds one refined network.
+            combine_restarts="best",
             random_state=seed,
             # Image mode keeps float32 on the CPU through to its last stage.
             mixed_precision=_use_bfloat16(
@@ -717,6 +742,21 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         return refined, list(stage.run_scores_)
 
+    def _check_combine_restarts(self, images: bool) -> None:
+        if self.combine_restarts != "consensus":
+            return
+        if images:
+            raise ValueError(
+                "combine_restarts='consensus' combines frozen-feature runs; image mode "
+                "keeps the best-scored run. Use combine_restarts='best' with images."
+            )
+        if self.n_init_epochs is not None:
+            raise ValueError(
+                "combine_restarts='consensus' needs every run trained to the end, but "
+                f"n_init_epochs={self.n_init_epochs} drops all runs but one early; set "
+                "n_init_epochs=None or combine_restarts='best'."
+            )
+
     def _check_n_clusters(self, n_samples: int) -> None:
         if self.n_clusters > n_samples:
             raise ValueError(
@@ -739,8 +779,30 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 *_backbone_encoder(network),
                 *stage._build_network(np.zeros((2, width), dtype=np.float32)),
             )
+        if self._consensus_fitted():
+            # The heads, centres and variance are buffers the state dict fills.
+            runs = [network] + [
+                self._build_network(like, pretrained=False) for _ in self.run_scores_[1:]
+            ]
+            centers = torch.zeros(self.n_clusters, len(runs) * self.n_clusters)
+            return RestartConsensus(runs, [0] * len(runs), centers, 1.0, reference=0)
         network.append(SelectHead(self.best_head_))
         return network
+
+    def _consensus_requested(self, images: bool) -> bool:
+        """``combine_restarts`` resolved: "auto" combines frozen-feature runs
+        that all train to the end."""
+        if self.combine_restarts == "auto":
+            return not images and self.n_init_epochs is None
+        return self.combine_restarts == "consensus"
+
+    def _consensus_fitted(self) -> bool:
+        """Whether the fitted network is a consensus of runs (see ``_combine_runs``)."""
+        return (
+            self._consensus_requested(images=hasattr(self, "image_shape_"))
+            and self.run_scores_.size > 1
+            and self.stop_reason_ is None
+        )
 
     def _build_network(self, X: np.ndarray | torch.Tensor, pretrained: bool = True) -> nn.Module:
         """Input normalisation followed by the (default or user's) network."""
@@ -804,26 +866,50 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         views: NeighbourViews | AugmentedViews,
         device: torch.device,
         seeds: list[int],
-    ) -> tuple[_Run, str | None, list[float]]:
-        """Train one run per seed to the end and keep the best label-free score."""
-        best, stop_reason, scores = None, None, []
+    ) -> tuple[list[_Run], str | None]:
+        """Train one run per seed to the end (or until training stops)."""
+        runs, stop_reason = [], None
         for run_index, seed in enumerate(seeds):
             try:
                 engine, _ = self._start_run(X, views, device, seed, run_index)
             except KeyboardInterrupt:
                 # Interrupted before this run finished an epoch: keep the earlier runs.
-                if best is None:
+                if not runs:
                     raise
                 stop_reason = INTERRUPTED
                 break
-            run = self._finish_run(engine, X, views)
-            scores.append(run.score)
-            if best is None or run.score > best.score:
-                best = run
-            if run.stop_reason is not None:
-                stop_reason = run.stop_reason
+            runs.append(self._finish_run(engine, X, views))
+            if runs[-1].stop_reason is not None:
+                stop_reason = runs[-1].stop_reason
                 break
-        return best, stop_reason, scores
+        return runs, stop_reason
+
+    def _combine_runs(
+        self,
+        runs: list[_Run],
+        X: np.ndarray,
+        views: NeighbourViews,
+        stop_reason: str | None,
+        random_state: np.random.RandomState,
+    ) -> _Run:
+        """The best-scored run, or the consensus of all runs (see
+        ``combine_restarts``) when every one of them finished."""
+        best = max(runs, key=lambda run: run.score)
+        combine = self._consensus_requested(images=isinstance(X, torch.Tensor))
+        if not combine or len(runs) < 2 or stop_reason is not None:
+            return best
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        centers, variance = fit_consensus([_softmax(run.logits) for run in runs], seed)
+        network = RestartConsensus(
+            [run.network[:-1] for run in runs],
+            [run.best_head for run in runs],
+            torch.from_numpy(centers),
+            variance,
+            reference=runs.index(best),
+        ).to(_module_device(best.network))
+        logits, z = _forward(network, X)
+        score = _run_score(logits, z, views, self.n_neighbors)
+        return replace(best, network=network, logits=logits, z=z, score=score)
 
     def _selected_run(
         self,
@@ -1253,6 +1339,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state: dict) -> None:
+        # Pickled before combine_restarts existed: the model holds its best run.
+        state.setdefault("combine_restarts", "best")
         saved = state.pop("_skcdc_version", None)
         if saved is not None and saved != _version():
             warnings.warn(

@@ -153,7 +153,8 @@ def load_model(path: str | os.PathLike) -> Any:
     from .estimator import CDCClustering
 
     payload = load(path, kind="model")
-    model = CDCClustering(**payload["params"])
+    # Files written before combine_restarts existed hold the best run alone.
+    model = CDCClustering(**{"combine_restarts": "best", **payload["params"]})
     for name, tensor in payload["arrays"].items():
         setattr(model, name, tensor.numpy())
     for name, value in payload["values"].items():

@@ -391,7 +391,7 @@ def test_a_run_paused_for_the_comparison_resumes_exactly(shapes):
     model.image_shape_ = tuple(X.shape[1:])
     cpu = torch.device("cpu")
     views = model._views(X, cpu)
-    whole, _, _ = model._full_runs(X, views, cpu, [7])
+    (whole,), _ = model._full_runs(X, views, cpu, [7])
     paused, _, scores = model._selected_run(X, views, cpu, [7, 7], until=1)
     assert scores[0] == scores[1]
     np.testing.assert_array_equal(whole.logits, paused.logits)

@@ -1,0 +1,103 @@
+"""A consensus of restarts: one partition from several trained runs.
+
+``CDCClustering(combine_restarts="consensus")`` keeps every run of ``n_init``
+instead of the best-scored one. The runs' cluster probabilities are
+concatenated, one block per run, and k-means finds the consensus clusters in
+that space, a standard cluster-ensemble construction that needs no matching
+of one run's cluster numbers to another's. Where the runs disagree, a sample
+goes with the clusters most runs put it in, so one run that merged two
+classes does not decide the result (measured in ``docs/method.md``).
+
+:class:`RestartConsensus` is the fitted result as a network: it runs every
+kept network and returns, as logits, the log-posterior of the isotropic
+Gaussian mixture that k-means implies (equal weights, one variance), so that
+the arg-max is the nearest consensus centre and ``softmax`` gives a
+probability of each consensus cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+
+__all__ = ["RestartConsensus", "fit_consensus"]
+
+# As KMeans' own default n_init for a small problem: the concatenated
+# probabilities are a few dozen columns, so ten starts cost milliseconds.
+_KMEANS_N_INIT = 10
+
+
+class RestartConsensus(nn.Module):
+    """Several trained networks read as one: their consensus clusters.
+
+    Parameters
+    ----------
+    runs : sequence of nn.Module
+        The trained networks; each returns ``(logits, z)``, logits of shape
+        (B, n_clusters) or, with several heads, (B, n_heads, n_clusters).
+    heads : sequence of int
+        The head kept from each run.
+    centers : Tensor of shape (n_clusters, n_runs * n_clusters)
+        The consensus centres in the space of concatenated probabilities.
+    variance : float
+        The per-coordinate variance of that space around its centres.
+    reference : int
+        The run whose instance vectors are returned (the best-scored one).
+    """
+
+    def __init__(
+        self,
+        runs: Sequence[nn.Module],
+        heads: Sequence[int],
+        centers: torch.Tensor,
+        variance: float,
+        reference: int,
+    ) -> None:
+        super().__init__()
+        self.runs = nn.ModuleList(runs)
+        # Buffers, so that a state dict restores them into a skeleton.
+        self.register_buffer("heads", torch.as_tensor(heads, dtype=torch.long))
+        self.register_buffer("centers", torch.as_tensor(centers, dtype=torch.float32))
+        self.register_buffer("variance", torch.as_tensor(variance, dtype=torch.float32))
+        self.register_buffer("reference", torch.as_tensor(reference, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probabilities, instances = [], []
+        for run, head in zip(self.runs, self.heads, strict=True):
+            logits, z = run(x)
+            if logits.dim() == 3:
+                logits = logits[:, int(head)]
+            probabilities.append(torch.softmax(logits.float(), dim=1))
+            instances.append(z)
+        distances = torch.cdist(torch.cat(probabilities, dim=1), self.centers).square()
+        return -distances / (2 * self.variance), instances[int(self.reference)]
+
+
+def fit_consensus(
+    probabilities: Sequence[np.ndarray], random_state: int
+) -> tuple[np.ndarray, float]:
+    """The consensus centres of runs' cluster probabilities, and the variance.
+
+    Parameters
+    ----------
+    probabilities : sequence of ndarray of shape (n_samples, n_clusters)
+        Each run's cluster probabilities on the training samples.
+    random_state : int
+        Seed of k-means.
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_runs * n_clusters)
+    variance : float
+        k-means' inertia per sample and coordinate (floored, so that a
+        consensus every run agrees on exactly still has a finite posterior).
+    """
+    stacked = np.concatenate([np.asarray(p, dtype=np.float32) for p in probabilities], axis=1)
+    n_clusters = probabilities[0].shape[1]
+    kmeans = KMeans(n_clusters, n_init=_KMEANS_N_INIT, random_state=random_state).fit(stacked)
+    variance = max(kmeans.inertia_ / stacked.size, 1e-6)
+    return kmeans.cluster_centers_.astype(np.float32), float(variance)

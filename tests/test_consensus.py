@@ -1,0 +1,125 @@
+"""combine_restarts="consensus": k-means over the runs' cluster probabilities."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from skcdc import CDCClustering, persistence
+from skcdc.consensus import RestartConsensus, fit_consensus
+
+# Short, unconstrained runs disagree with each other, so there is something to combine.
+RUNS = {"epochs": 2, "batch_size": 64, "equipartition": "none", "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def consensus(blobs):
+    X, _ = blobs
+    return CDCClustering(3, n_init=3, combine_restarts="consensus", **RUNS).fit(X)
+
+
+def _run_probabilities(model, X):
+    """Each kept run's cluster probabilities, concatenated."""
+    data = torch.tensor(X, dtype=torch.float32)
+    with torch.inference_mode():
+        return torch.cat([torch.softmax(run(data)[0], 1) for run in model.network_.runs], 1)
+
+
+def test_labels_are_the_nearest_consensus_centres(blobs, consensus):
+    X, y = blobs
+    assert isinstance(consensus.network_, RestartConsensus)
+    assert len(consensus.network_.runs) == consensus.run_scores_.size == 3
+    distances = torch.cdist(_run_probabilities(consensus, X), consensus.network_.centers)
+    np.testing.assert_array_equal(consensus.labels_, distances.argmin(1).numpy())
+    np.testing.assert_array_equal(consensus.predict(X), consensus.labels_)
+    np.testing.assert_array_equal(consensus.categorical_embedding_.argmax(1), consensus.labels_)
+    np.testing.assert_allclose(consensus.categorical_embedding_.sum(1), 1, rtol=1e-5)
+    assert adjusted_rand_score(y, consensus.labels_) > 0.9
+
+
+def test_centres_are_k_means_of_the_runs_probabilities(blobs, consensus):
+    X, _ = blobs
+    probabilities = _run_probabilities(consensus, X).numpy()
+    blocks = np.split(probabilities, 3, axis=1)
+    centers, variance = fit_consensus(blocks, random_state=0)
+    # Another k-means seed may number the clusters otherwise; the partition is the same.
+    refit = torch.cdist(torch.from_numpy(probabilities), torch.from_numpy(centers)).argmin(1)
+    assert adjusted_rand_score(consensus.labels_, refit.numpy()) == pytest.approx(1.0)
+    assert variance > 0
+
+
+def test_instance_vectors_are_the_best_scored_runs(blobs, consensus):
+    X, _ = blobs
+    reference = int(np.argmax(consensus.run_scores_))
+    assert int(consensus.network_.reference) == reference
+    with torch.inference_mode():
+        _, z = consensus.network_.runs[reference](torch.tensor(X, dtype=torch.float32))
+    np.testing.assert_allclose(consensus.instance_embedding_, z.numpy(), atol=1e-5)
+
+
+def test_same_seed_same_consensus(blobs, consensus):
+    X, _ = blobs
+    again = CDCClustering(3, n_init=3, combine_restarts="consensus", **RUNS).fit(X)
+    np.testing.assert_array_equal(again.labels_, consensus.labels_)
+
+
+def test_survives_save_load_and_pickle(blobs, consensus, tmp_path):
+    X, _ = blobs
+    path = tmp_path / "consensus.skcdc"
+    persistence.save_model(consensus, path)
+    for copy in (persistence.load_model(path), pickle.loads(pickle.dumps(consensus))):
+        assert isinstance(copy.network_, RestartConsensus)
+        np.testing.assert_array_equal(copy.predict(X), consensus.labels_)
+        np.testing.assert_allclose(copy.transform(X), consensus.transform(X), atol=1e-6)
+
+
+def test_auto_combines_feature_runs_trained_to_the_end(blobs, consensus):
+    X, _ = blobs
+    auto = CDCClustering(3, n_init=3, **RUNS).fit(X)
+    assert auto.combine_restarts == "auto"
+    np.testing.assert_array_equal(auto.labels_, consensus.labels_)
+    # Compared early, only one run trains to the end: nothing to combine.
+    early = CDCClustering(3, n_init=3, n_init_epochs=1, **RUNS).fit(X)
+    assert not isinstance(early.network_, RestartConsensus)
+    best = CDCClustering(3, n_init=3, combine_restarts="best", **RUNS).fit(X)
+    assert not isinstance(best.network_, RestartConsensus)
+    assert best.score(X) == pytest.approx(best.run_scores_.max())
+
+
+def test_models_saved_before_the_option_existed_load_as_best(blobs, tmp_path):
+    X, _ = blobs
+    model = CDCClustering(3, n_init=2, combine_restarts="best", **RUNS).fit(X)
+    path = tmp_path / "old.skcdc"
+    persistence.save_model(model, path)
+    payload = persistence.load(path, kind="model")
+    del payload["params"]["combine_restarts"]
+    persistence.save(payload, path, kind="model")
+    np.testing.assert_array_equal(persistence.load_model(path).predict(X), model.labels_)
+    state = model.__getstate__()
+    del state["combine_restarts"]
+    unpickled = CDCClustering.__new__(CDCClustering)
+    unpickled.__setstate__(state)
+    assert unpickled.combine_restarts == "best"
+    np.testing.assert_array_equal(unpickled.predict(X), model.labels_)
+
+
+def test_one_run_is_not_combined(blobs):
+    X, _ = blobs
+    model = CDCClustering(3, n_init=1, combine_restarts="consensus", **RUNS).fit(X)
+    assert not isinstance(model.network_, RestartConsensus)
+
+
+@pytest.mark.parametrize(
+    ("X", "params", "message"),
+    [
+        (np.zeros((20, 1, 4, 4), dtype=np.uint8), {}, r"image mode keeps the best-scored run"),
+        (np.zeros((20, 4)), {"n_init_epochs": 1}, r"set n_init_epochs=None"),
+    ],
+)
+def test_refuses_what_it_cannot_combine_before_training(X, params, message):
+    model = CDCClustering(2, n_init=3, combine_restarts="consensus", **params)
+    with pytest.raises(ValueError, match=message):
+        model.fit(X)
+    assert not hasattr(model, "network_")
