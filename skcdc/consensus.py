@@ -79,8 +79,8 @@ class RestartConsensus(nn.Module):
 
 def fit_consensus(
     probabilities: Sequence[np.ndarray], random_state: int
-) -> tuple[np.ndarray, float]:
-    """The consensus centres of runs' cluster probabilities, and the variance.
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """The consensus of runs' cluster probabilities: centres, variance, labels.
 
     Parameters
     ----------
@@ -95,9 +95,11 @@ def fit_consensus(
     variance : float
         k-means' inertia per sample and coordinate (floored, so that a
         consensus every run agrees on exactly still has a finite posterior).
+    labels : ndarray of shape (n_samples,)
+        The consensus cluster of each sample: its nearest centre.
     """
     stacked = np.concatenate([np.asarray(p, dtype=np.float32) for p in probabilities], axis=1)
     n_clusters = probabilities[0].shape[1]
     kmeans = KMeans(n_clusters, n_init=_KMEANS_N_INIT, random_state=random_state).fit(stacked)
     variance = max(kmeans.inertia_ / stacked.size, 1e-6)
-    return kmeans.cluster_centers_.astype(np.float32), float(variance)
+    return kmeans.cluster_centers_.astype(np.float32), float(variance), kmeans.labels_

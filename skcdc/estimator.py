@@ -899,7 +899,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         if not combine or len(runs) < 2 or stop_reason is not None:
             return best
         seed = int(random_state.randint(np.iinfo(np.int32).max))
-        centers, variance = fit_consensus([_softmax(run.logits) for run in runs], seed)
+        centers, variance, _ = fit_consensus([_softmax(run.logits) for run in runs], seed)
         network = RestartConsensus(
             [run.network[:-1] for run in runs],
             [run.best_head for run in runs],
