@@ -153,8 +153,7 @@ def load_model(path: str | os.PathLike) -> Any:
     from .estimator import CDCClustering
 
     payload = load(path, kind="model")
-    # Files written before combine_restarts existed hold the best run alone.
-    model = CDCClustering(**{"combine_restarts": "best", **payload["params"]})
+    model = CDCClustering(**payload["params"])
     for name, tensor in payload["arrays"].items():
         setattr(model, name, tensor.numpy())
     for name, value in payload["values"].items():

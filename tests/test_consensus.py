@@ -76,33 +76,24 @@ def test_survives_save_load_and_pickle(blobs, consensus, tmp_path):
         np.testing.assert_allclose(copy.transform(X), consensus.transform(X), atol=1e-6)
 
 
-def test_auto_combines_feature_runs_trained_to_the_end(blobs, consensus):
+def test_the_default_keeps_the_best_scored_run(blobs, consensus):
     X, _ = blobs
-    auto = CDCClustering(3, n_init=3, **RUNS).fit(X)
-    assert auto.combine_restarts == "auto"
-    np.testing.assert_array_equal(auto.labels_, consensus.labels_)
-    # Compared early, only one run trains to the end: nothing to combine.
-    early = CDCClustering(3, n_init=3, n_init_epochs=1, **RUNS).fit(X)
-    assert not isinstance(early.network_, RestartConsensus)
-    best = CDCClustering(3, n_init=3, combine_restarts="best", **RUNS).fit(X)
+    best = CDCClustering(3, n_init=3, **RUNS).fit(X)
+    assert best.combine_restarts == "best"
     assert not isinstance(best.network_, RestartConsensus)
     assert best.score(X) == pytest.approx(best.run_scores_.max())
+    # The same runs: combining them changes the result, not the runs.
+    np.testing.assert_allclose(best.run_scores_, consensus.run_scores_)
 
 
-def test_models_saved_before_the_option_existed_load_as_best(blobs, tmp_path):
+def test_models_pickled_before_the_option_existed_load_as_best(blobs):
     X, _ = blobs
-    model = CDCClustering(3, n_init=2, combine_restarts="best", **RUNS).fit(X)
-    path = tmp_path / "old.skcdc"
-    persistence.save_model(model, path)
-    payload = persistence.load(path, kind="model")
-    del payload["params"]["combine_restarts"]
-    persistence.save(payload, path, kind="model")
-    np.testing.assert_array_equal(persistence.load_model(path).predict(X), model.labels_)
+    model = CDCClustering(3, n_init=2, **RUNS).fit(X)
     state = model.__getstate__()
     del state["combine_restarts"]
     unpickled = CDCClustering.__new__(CDCClustering)
     unpickled.__setstate__(state)
-    assert unpickled.combine_restarts == "best"
+    assert unpickled.get_params()["combine_restarts"] == "best"
     np.testing.assert_array_equal(unpickled.predict(X), model.labels_)
 
 
