@@ -5,8 +5,9 @@ instead of the best-scored one. The runs' cluster probabilities are
 concatenated, one block per run, and k-means finds the consensus clusters in
 that space, a standard cluster-ensemble construction that needs no matching
 of one run's cluster numbers to another's. Where the runs disagree, a sample
-goes with the clusters most runs put it in, so one run that merged two
-classes does not decide the result (measured in ``docs/method.md``).
+goes with the clusters most runs put it in: one run that merged two classes
+does not decide the result, but when most runs merged the same pair, the
+consensus merges it too (both measured in ``docs/method.md``).
 
 :class:`RestartConsensus` is the fitted result as a network: it runs every
 kept network and returns, as logits, the log-posterior of the isotropic

@@ -692,8 +692,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             epochs=self._refinement_epochs(X),
             n_init=_AUTO_REFINEMENT_N_INIT if self.n_init == "auto" else self.n_init,
             refine_epochs=0,
-            # The skeleton of a saved image model holds one refined network.
-            combine_restarts="best",
             random_state=seed,
             # Image mode keeps float32 on the CPU through to its last stage.
             mixed_precision=_use_bfloat16(
