@@ -67,15 +67,16 @@ class RestartConsensus(nn.Module):
         self.register_buffer("reference", torch.as_tensor(reference, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probabilities, instances = [], []
-        for run, head in zip(self.runs, self.heads, strict=True):
+        probabilities = []
+        for index, (run, head) in enumerate(zip(self.runs, self.heads, strict=True)):
             logits, z = run(x)
             if logits.dim() == 3:
                 logits = logits[:, int(head)]
             probabilities.append(torch.softmax(logits.float(), dim=1))
-            instances.append(z)
+            if index == int(self.reference):
+                instances = z
         distances = torch.cdist(torch.cat(probabilities, dim=1), self.centers).square()
-        return -distances / (2 * self.variance), instances[int(self.reference)]
+        return -distances / (2 * self.variance), instances
 
 
 def fit_consensus(

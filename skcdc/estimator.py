@@ -789,12 +789,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         return network
 
     def _consensus_fitted(self) -> bool:
-        """Whether the fitted network is a consensus of runs (see ``_combine_runs``)."""
-        return (
-            self.combine_restarts == "consensus"
-            and self.run_scores_.size > 1
-            and self.stop_reason_ is None
-        )
+        """Whether the fitted network is a consensus of runs."""
+        return _is_consensus(self.combine_restarts, self.run_scores_.size, self.stop_reason_)
 
     def _build_network(self, X: np.ndarray | torch.Tensor, pretrained: bool = True) -> nn.Module:
         """Input normalisation followed by the (default or user's) network."""
@@ -887,7 +883,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         """The best-scored run, or the consensus of all runs (see
         ``combine_restarts``) when every one of them finished."""
         best = max(runs, key=lambda run: run.score)
-        if self.combine_restarts != "consensus" or len(runs) < 2 or stop_reason is not None:
+        if not _is_consensus(self.combine_restarts, len(runs), stop_reason):
             return best
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         centers, variance, _ = fit_consensus([_softmax(run.logits) for run in runs], seed)
@@ -1347,6 +1343,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _is_consensus(combine_restarts: str, n_runs: int, stop_reason: str | None) -> bool:
+    """Whether a fit's runs are combined: one rule for fitting and for
+    rebuilding a saved model's skeleton."""
+    return combine_restarts == "consensus" and n_runs > 1 and stop_reason is None
 
 
 def _best_head(engine: Engine) -> int:
