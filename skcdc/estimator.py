@@ -214,19 +214,25 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         cost). Not a default: on Fashion-MNIST images the score after 5
         epochs ranked four seeds right but picked, for another seed, a run
         that ended below the one a single run gives (``docs/method.md``).
-    combine_restarts : {"best", "consensus"}, default="best"
+    combine_restarts : {"best_or_consensus", "best", "consensus"}, \
+            default="best_or_consensus"
         What the ``n_init`` runs leave. ``"best"``: the run with the best
         label-free score. ``"consensus"``: every run is kept, and k-means on
         their concatenated cluster probabilities gives the clusters
         (:mod:`skcdc.consensus`); prediction runs all of them, ``n_init``
-        times the prediction time and memory of one run. In pools of 20-25
-        runs on five benchmark sets it narrowed the spread of ACC over seeds
-        on four and moved the mean by -0.5 to +2.3 points, but now and then
-        the runs' majority shares an error the best-scored run avoided (on
-        BBC, one seed in five of the suite: 0.877 against 0.957), so it is
-        not the default (``docs/method.md``). Frozen-feature mode only, with
-        every run trained to the end (``n_init_epochs=None``); a fit whose
-        training stopped early keeps the best run.
+        times the prediction time and memory of one run.
+        ``"best_or_consensus"``: the consensus when its label-free score is at
+        least the best run's, else the best run (``consensus_`` says which).
+        In pools of 20-25 runs on five benchmark sets the consensus narrowed
+        the spread of ACC over seeds on four, but now and then the runs'
+        majority shares an error the best-scored run avoided (on BBC, one
+        seed in five: 0.877 against 0.957); the score keeps such a run, so
+        the gated choice was never worse than the best run in mean or spread
+        (``docs/method.md``). The consensus needs several runs trained to the
+        end in frozen-feature mode: in image mode, with ``n_init_epochs``, or
+        when training stopped early, ``"best_or_consensus"`` keeps the best
+        run and ``"consensus"`` is refused before training (image mode,
+        ``n_init_epochs``).
     relocate_empty_clusters : bool, default=True
         When no training sample has chosen a cluster for 300 optimiser steps
         in a row, move that cluster onto the far side of the bisecting-k-means
@@ -337,6 +343,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     refined_ : bool
         Whether the refinement stage (``refine_epochs``) ran, so that its
         network predicts from the frozen backbone's features.
+    consensus_ : bool
+        Whether ``network_`` is the consensus of the runs
+        (:class:`skcdc.consensus.RestartConsensus`, see ``combine_restarts``)
+        rather than one run.
     history_ : pandas.DataFrame
         One row per epoch: ``phase`` (``"init"``, ``"cdc"`` or ``"self-labelling"``;
         the refinement stage's follow, ``"refine"`` for its CDC phase),
@@ -349,8 +359,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         The label-free score (:meth:`score` on the training data) of each of
         the ``n_init`` runs, at the end or, when ``n_init_epochs`` compares
         them early, at that epoch; the kept run has the highest (with
-        ``combine_restarts`` consensus, all are kept and :meth:`score` is the
-        consensus's own). In image
+        ``consensus_``, all are kept and :meth:`score` is the consensus's
+        own). In image
         mode these are the end-to-end stage's runs, whose backbone the
         refinement stage then keeps.
     refinement_run_scores_ : ndarray of shape (n_refinement_runs,)
@@ -416,7 +426,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "hidden_dim": [Interval(Integral, 1, None, closed="left")],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "n_init_epochs": [Interval(Integral, 1, None, closed="left"), None],
-        "combine_restarts": [StrOptions({"best", "consensus"})],
+        "combine_restarts": [StrOptions({"best_or_consensus", "best", "consensus"})],
         "relocate_empty_clusters": ["boolean"],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "network": [StrOptions({"auto"}), type],
@@ -468,7 +478,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         hidden_dim: int = 512,
         n_init: str | int = "auto",
         n_init_epochs: int | None = None,
-        combine_restarts: str = "best",
+        combine_restarts: str = "best_or_consensus",
         relocate_empty_clusters: bool = True,
         n_heads: int = 1,
         network: str | type[nn.Module] = "auto",
@@ -595,6 +605,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.refinement_run_scores_ = np.asarray(refinement_scores, dtype=float)
         # One fact, two views: a refinement ran exactly when it scored its runs.
         self.refined_ = bool(self.refinement_run_scores_.size)
+        self.consensus_ = isinstance(best.network, RestartConsensus)
         self.categorical_embedding_ = _softmax(best.logits)
         self.instance_embedding_ = best.z
         self.labels_ = best.logits.argmax(axis=1)
@@ -692,6 +703,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             epochs=self._refinement_epochs(X),
             n_init=_AUTO_REFINEMENT_N_INIT if self.n_init == "auto" else self.n_init,
             refine_epochs=0,
+            # The image network ends in one run's heads (see _skeleton_network).
+            combine_restarts="best",
             random_state=seed,
             # Image mode keeps float32 on the CPU through to its last stage.
             mixed_precision=_use_bfloat16(
@@ -790,7 +803,15 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _consensus_fitted(self) -> bool:
         """Whether the fitted network is a consensus of runs."""
-        return _is_consensus(self.combine_restarts, self.run_scores_.size, self.stop_reason_)
+        if hasattr(self, "consensus_"):
+            return self.consensus_
+        # Saved before consensus_ existed, when only "consensus" combined runs.
+        return self.combine_restarts == "consensus" and _builds_consensus(
+            self.combine_restarts,
+            self.run_scores_.size,
+            self.stop_reason_,
+            images=hasattr(self, "image_shape_"),
+        )
 
     def _build_network(self, X: np.ndarray | torch.Tensor, pretrained: bool = True) -> nn.Module:
         """Input normalisation followed by the (default or user's) network."""
@@ -875,15 +896,16 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     def _combine_runs(
         self,
         runs: list[_Run],
-        X: np.ndarray,
-        views: NeighbourViews,
+        X: np.ndarray | torch.Tensor,
+        views: NeighbourViews | AugmentedViews,
         stop_reason: str | None,
         random_state: np.random.RandomState,
     ) -> _Run:
-        """The best-scored run, or the consensus of all runs (see
-        ``combine_restarts``) when every one of them finished."""
+        """The best-scored run or, when every run finished, the consensus of
+        all of them (see ``combine_restarts``)."""
         best = max(runs, key=lambda run: run.score)
-        if not _is_consensus(self.combine_restarts, len(runs), stop_reason):
+        images = isinstance(X, torch.Tensor)
+        if not _builds_consensus(self.combine_restarts, len(runs), stop_reason, images):
             return best
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         centers, variance, _ = fit_consensus([_softmax(run.logits) for run in runs], seed)
@@ -896,6 +918,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         ).to(_module_device(best.network))
         logits, z = _forward(network, X)
         score = _run_score(logits, z, views, self.n_neighbors)
+        if self.combine_restarts == "best_or_consensus" and score < best.score:
+            return best
         return replace(best, network=network, logits=logits, z=z, score=score)
 
     def _selected_run(
@@ -1345,10 +1369,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
-def _is_consensus(combine_restarts: str, n_runs: int, stop_reason: str | None) -> bool:
-    """Whether a fit's runs are combined: one rule for fitting and for
-    rebuilding a saved model's skeleton."""
-    return combine_restarts == "consensus" and n_runs > 1 and stop_reason is None
+def _builds_consensus(
+    combine_restarts: str, n_runs: int, stop_reason: str | None, images: bool
+) -> bool:
+    """Whether a fit combines its runs into a consensus (kept, with
+    ``"best_or_consensus"``, only when it scores at least the best run's)."""
+    return combine_restarts != "best" and n_runs > 1 and stop_reason is None and not images
 
 
 def _best_head(engine: Engine) -> int:

@@ -83,7 +83,15 @@ _ARRAYS = (
     "run_scores_",
     "refinement_run_scores_",
 )
-_VALUES = ("n_iter_", "best_head_", "stop_reason_", "n_features_in_", "image_shape_", "refined_")
+_VALUES = (
+    "n_iter_",
+    "best_head_",
+    "stop_reason_",
+    "n_features_in_",
+    "image_shape_",
+    "refined_",
+    "consensus_",
+)
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:

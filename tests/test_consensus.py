@@ -1,4 +1,5 @@
-"""combine_restarts="consensus": k-means over the runs' cluster probabilities."""
+"""combine_restarts: k-means over the runs' cluster probabilities ("consensus"),
+kept by default when it scores at least the best run ("best_or_consensus")."""
 
 import pickle
 
@@ -9,6 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from skcdc import CDCClustering, persistence
 from skcdc.consensus import RestartConsensus, fit_consensus
+from skcdc.datasets import load_table
 
 # Short, unconstrained runs disagree with each other, so there is something to combine.
 RUNS = {"epochs": 2, "batch_size": 64, "equipartition": "none", "random_state": 0}
@@ -29,7 +31,7 @@ def _run_probabilities(model, X):
 
 def test_labels_are_the_nearest_consensus_centres(blobs, consensus):
     X, y = blobs
-    assert isinstance(consensus.network_, RestartConsensus)
+    assert isinstance(consensus.network_, RestartConsensus) and consensus.consensus_
     assert len(consensus.network_.runs) == consensus.run_scores_.size == 3
     distances = torch.cdist(_run_probabilities(consensus, X), consensus.network_.centers)
     np.testing.assert_array_equal(consensus.labels_, distances.argmin(1).numpy())
@@ -76,31 +78,71 @@ def test_survives_save_load_and_pickle(blobs, consensus, tmp_path):
         np.testing.assert_allclose(copy.transform(X), consensus.transform(X), atol=1e-6)
 
 
-def test_the_default_keeps_the_best_scored_run(blobs, consensus):
+def test_best_keeps_the_best_scored_run(blobs, consensus):
     X, _ = blobs
-    best = CDCClustering(3, n_init=3, **RUNS).fit(X)
-    assert best.combine_restarts == "best"
-    assert not isinstance(best.network_, RestartConsensus)
+    best = CDCClustering(3, n_init=3, combine_restarts="best", **RUNS).fit(X)
+    assert not isinstance(best.network_, RestartConsensus) and not best.consensus_
     assert best.score(X) == pytest.approx(best.run_scores_.max())
     # The same runs: combining them changes the result, not the runs.
     np.testing.assert_allclose(best.run_scores_, consensus.run_scores_)
 
 
+def test_the_default_keeps_whichever_of_best_run_and_consensus_scores_higher():
+    # Iris's runs disagree: with seed 3 the best run outscores the consensus
+    # of the five, with seed 0 the consensus wins.
+    X = load_table("iris").X
+    kept = set()
+    for seed in (0, 3):
+        params = {"n_init": 5, "epochs": 5, "random_state": seed}
+        default = CDCClustering(3, **params).fit(X)
+        best = CDCClustering(3, combine_restarts="best", **params).fit(X)
+        consensus = CDCClustering(3, combine_restarts="consensus", **params).fit(X)
+        assert default.combine_restarts == "best_or_consensus"
+        wins = consensus.score(X) >= best.score(X)
+        assert default.consensus_ == wins == isinstance(default.network_, RestartConsensus)
+        np.testing.assert_array_equal(default.labels_, (consensus if wins else best).labels_)
+        assert default.score(X) == pytest.approx(max(consensus.score(X), best.score(X)))
+        kept.add(wins)
+    assert kept == {True, False}
+
+
+def test_the_default_survives_save_load_either_way(tmp_path):
+    X = load_table("iris").X
+    for seed in (0, 3):
+        model = CDCClustering(3, n_init=5, epochs=5, random_state=seed).fit(X)
+        persistence.save_model(model, tmp_path / "model.skcdc")
+        loaded = persistence.load_model(tmp_path / "model.skcdc")
+        assert loaded.consensus_ == model.consensus_
+        np.testing.assert_array_equal(loaded.predict(X), model.labels_)
+
+
 def test_models_pickled_before_the_option_existed_load_as_best(blobs):
     X, _ = blobs
-    model = CDCClustering(3, n_init=2, **RUNS).fit(X)
+    model = CDCClustering(3, n_init=2, combine_restarts="best", **RUNS).fit(X)
     state = model.__getstate__()
-    del state["combine_restarts"]
+    del state["combine_restarts"], state["consensus_"]
     unpickled = CDCClustering.__new__(CDCClustering)
     unpickled.__setstate__(state)
     assert unpickled.get_params()["combine_restarts"] == "best"
     np.testing.assert_array_equal(unpickled.predict(X), model.labels_)
 
 
+def test_consensus_saved_before_the_fitted_flag_existed_loads(blobs, consensus, tmp_path):
+    X, _ = blobs
+    path = tmp_path / "consensus.skcdc"
+    persistence.save_model(consensus, path)
+    payload = torch.load(path, weights_only=True)
+    del payload["values"]["consensus_"]
+    torch.save(payload, path)
+    loaded = persistence.load_model(path)
+    assert isinstance(loaded.network_, RestartConsensus)
+    np.testing.assert_array_equal(loaded.predict(X), consensus.labels_)
+
+
 def test_one_run_is_not_combined(blobs):
     X, _ = blobs
     model = CDCClustering(3, n_init=1, combine_restarts="consensus", **RUNS).fit(X)
-    assert not isinstance(model.network_, RestartConsensus)
+    assert not isinstance(model.network_, RestartConsensus) and not model.consensus_
 
 
 @pytest.mark.parametrize(

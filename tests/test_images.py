@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from skcdc import CDCClustering, persistence
 from skcdc.images import load_images
-from skcdc.networks import BackboneFeatures
+from skcdc.networks import BackboneFeatures, SelectHead
 from skcdc.persistence import load_model, save_model
 from skcdc.views import default_augmentation
 
@@ -238,6 +238,8 @@ def test_each_refinement_run_reports_its_score(shapes):
     images, _ = shapes
     model = CDCClustering(3, **{**TINY, "epochs": 1, "n_init": 2}).fit(images)
     assert model.run_scores_.shape == (2,) and model.refinement_run_scores_.shape == (2,)
+    # The default combine_restarts keeps one run in image mode and its refinement.
+    assert not model.consensus_ and isinstance(model.network_[-1], SelectHead)
     # Mutual information between a sample's cluster and its neighbours': 0 to log K nats.
     scores = model.refinement_run_scores_
     assert np.all((scores >= 0) & (scores <= np.log(3) + 1e-9))
@@ -361,8 +363,9 @@ def test_neighbour_positives_draw_the_second_view_from_neighbours():
     images = torch.arange(6, dtype=torch.float32).reshape(6, 1, 1, 1) / 10
     neighbors = torch.tensor([[1], [2], [3], [4], [5], [0]])
     index = torch.arange(6)
-    views = AugmentedViews(images, lambda x: x, torch.device("cpu"), neighbors=neighbors,
-                           neighbour_rate=1.0)
+    views = AugmentedViews(
+        images, lambda x: x, torch.device("cpu"), neighbors=neighbors, neighbour_rate=1.0
+    )
     a, b = views(index, torch.Generator().manual_seed(0))
     torch.testing.assert_close(a.flatten(), images.flatten())
     torch.testing.assert_close(b.flatten(), images[neighbors[:, 0]].flatten())
