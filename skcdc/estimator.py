@@ -195,12 +195,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Number of trainings from different seeds; the one whose clusters
         agree best with the neighbour structure of the training data (the
         label-free :meth:`score`) is kept, as ``KMeans`` keeps its lowest
-        inertia. Costs ``n_init`` times the fit time, unless ``n_init_epochs``
-        compares the runs early. ``"auto"``: on up to 5000 samples, where
-        seeds disagree most and a fit is short, 5 on features and 3 on images
-        (each image run trains an encoder). Above that 3 on features, each
-        run then shortened to 20 CDC epochs by ``epochs="auto"``, so that the
-        three cost about 1.3 times one run of 50 epochs; on images 3 when
+        inertia, or their consensus when it scores as well
+        (``combine_restarts``). Costs ``n_init`` times the fit time, unless
+        ``n_init_epochs`` compares the runs early. ``"auto"``: on up to 5000
+        samples, where seeds disagree most and a fit is short, 5 on features
+        and 3 on images (each image run trains an encoder). Above that 3 on
+        features, each run then shortened to 20 CDC epochs by
+        ``epochs="auto"``, so that the three cost about 1.3 times one run of
+        50 epochs; on images 3 when
         ``n_init_epochs`` compares the runs early, else 1
         (``docs/method.md``). Image mode's refinement stage restarts 3 times
         at any size, its runs being short next to the end-to-end stage; an
@@ -1352,6 +1354,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     def __setstate__(self, state: dict) -> None:
         # Pickled before combine_restarts existed: the model holds its best run.
         state.setdefault("combine_restarts", "best")
+        # Pickled before consensus_ existed: the network itself says.
+        if "network_" in state and "consensus_" not in state:
+            state["consensus_"] = isinstance(state["network_"], RestartConsensus)
         saved = state.pop("_skcdc_version", None)
         if saved is not None and saved != _version():
             warnings.warn(

@@ -124,7 +124,16 @@ def test_models_pickled_before_the_option_existed_load_as_best(blobs):
     unpickled = CDCClustering.__new__(CDCClustering)
     unpickled.__setstate__(state)
     assert unpickled.get_params()["combine_restarts"] == "best"
+    assert not unpickled.consensus_
     np.testing.assert_array_equal(unpickled.predict(X), model.labels_)
+
+
+def test_consensus_pickled_before_the_fitted_flag_existed_knows_it(consensus):
+    state = consensus.__getstate__()
+    del state["consensus_"]
+    unpickled = CDCClustering.__new__(CDCClustering)
+    unpickled.__setstate__(state)
+    assert unpickled.consensus_
 
 
 def test_consensus_saved_before_the_fitted_flag_existed_loads(blobs, consensus, tmp_path):
