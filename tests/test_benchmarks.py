@@ -92,6 +92,27 @@ def test_kept_accuracy_is_the_accuracy_of_the_best_scored_run_of_each_subset():
     assert len(sampled) == 2 and set(sampled) <= {0.9, 0.5}
 
 
+def test_the_gate_keeps_the_consensus_only_when_it_scores_at_least_the_best_run():
+    consensus_accuracy = _benchmark_module("restarts").consensus_accuracy
+    y = np.array([0, 0, 0, 1, 1, 1])
+    neighbors = np.array([[1, 2], [0, 2], [0, 1], [4, 5], [3, 5], [3, 4]])
+    # Two runs find the groups, one does not; run 2 is the one the scores favour.
+    right, wrong = np.eye(2)[y], np.eye(2)[[0, 1, 0, 1, 0, 1]]
+    probabilities = [right, right, wrong]
+    combined, _ = consensus_accuracy(probabilities, y, 3)
+    assert combined.tolist() == [1.0]
+    # Run 2's score beats anything the consensus can reach (at most log 2 nats)...
+    _, gated = consensus_accuracy(
+        probabilities, y, 3, scores=np.array([0.0, 0.0, 9.0]), neighbors=neighbors
+    )
+    assert gated.tolist() == [pytest.approx(4 / 6)]
+    # ...or falls short of the consensus's (the groups, no neighbour crossing: log 2).
+    _, gated = consensus_accuracy(
+        probabilities, y, 3, scores=np.array([0.0, 0.0, 0.5]), neighbors=neighbors
+    )
+    assert gated.tolist() == [1.0]
+
+
 def _restarts(out, *args):
     """``benchmarks/restarts.py`` with one-epoch runs, in a subprocess: its
     stdout and the runs it wrote to ``out``."""
@@ -109,8 +130,8 @@ def test_restarts_script_records_every_run(tmp_path):
     assert list(runs["seed"]) == [0, 1, 2]
     assert runs["ACC"].between(0, 1).all() and (runs["score"] > 0).all()
     two = next(line for line in stdout.splitlines() if line.startswith("| 2 |"))
-    # The best-scored run's ACC and the consensus's, each a mean ± std.
-    assert two.count("±") == 2
+    # The best-scored run's ACC, the consensus's and the default's, each a mean ± std.
+    assert two.count("±") == 3
 
 
 def test_restarts_script_reads_features_from_a_file(tmp_path, blobs):
