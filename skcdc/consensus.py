@@ -67,16 +67,20 @@ class RestartConsensus(nn.Module):
         self.register_buffer("reference", torch.as_tensor(reference, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probabilities = []
+        run_logits = []
         for index, (run, head) in enumerate(zip(self.runs, self.heads, strict=True)):
             logits, z = run(x)
-            if logits.dim() == 3:
-                logits = logits[:, int(head)]
-            probabilities.append(torch.softmax(logits.float(), dim=1))
+            run_logits.append(logits[:, int(head)] if logits.dim() == 3 else logits)
             if index == int(self.reference):
                 instances = z
+        return self.combine(run_logits), instances
+
+    def combine(self, run_logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The consensus logits from each run's logits (its kept head's), so
+        that runs already evaluated need not run again."""
+        probabilities = [torch.softmax(logits.float(), dim=1) for logits in run_logits]
         distances = torch.cdist(torch.cat(probabilities, dim=1), self.centers).square()
-        return -distances / (2 * self.variance), instances
+        return -distances / (2 * self.variance)
 
 
 def fit_consensus(

@@ -807,8 +807,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         """Whether the fitted network is a consensus of runs."""
         if hasattr(self, "consensus_"):
             return self.consensus_
-        # Saved before consensus_ existed, when only "consensus" combined runs.
-        return self.combine_restarts == "consensus" and _builds_consensus(
+        # Saved before consensus_ existed, when "consensus" always kept what it built.
+        return _builds_consensus(
             self.combine_restarts,
             self.run_scores_.size,
             self.stop_reason_,
@@ -918,11 +918,16 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             variance,
             reference=runs.index(best),
         ).to(_module_device(best.network))
-        logits, z = _forward(network, X)
-        score = _run_score(logits, z, views, self.n_neighbors)
+        # From the runs' training logits: no second pass of every run over X.
+        with torch.inference_mode():
+            logits = network.combine(
+                [torch.from_numpy(run.logits).to(network.centers.device) for run in runs]
+            )
+        logits = logits.cpu().numpy()
+        score = _run_score(logits, best.z, views, self.n_neighbors)
         if self.combine_restarts == "best_or_consensus" and score < best.score:
             return best
-        return replace(best, network=network, logits=logits, z=z, score=score)
+        return replace(best, network=network, logits=logits, score=score)
 
     def _selected_run(
         self,
