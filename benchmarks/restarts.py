@@ -16,6 +16,8 @@ default ``combine_restarts="best_or_consensus"`` keeps: the consensus when its
 label-free score is at least the best run's, else that run. Writes the runs
 to ``benchmarks/results/restarts-<dataset>.csv`` and prints a markdown table.
 
+``--set "learning_rate=3e-4"`` gives every run (and the neighbour graph its
+score reads) other parameters, written as ``ablation.py`` reads a variant.
 ``--features FILE.npz`` (arrays ``X`` and ``y``) replaces ``--dataset`` on a
 machine that cannot build the data set, such as a GPU machine without the
 encoders; ``--device`` chooses where the runs train.
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from ablation import variant
 from scipy.stats import spearmanr
 
 from skcdc import CDCClustering
@@ -110,6 +113,10 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--runs", type=int, default=25)
     parser.add_argument("--keep", nargs="+", type=int, default=[1, 3, 5, 7])
     parser.add_argument("--epochs", type=int, default=None, help="default: the estimator's")
+    parser.add_argument(
+        "--set", type=variant, default={}, metavar="PARAMS",
+        help='other parameters of every run, e.g. "learning_rate=3e-4" (as ablation.py reads them)',
+    )
     parser.add_argument("--features", type=Path, default=None, help="X and y in an .npz")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None)
@@ -121,11 +128,11 @@ def main(argv=None) -> pd.DataFrame:
         name, data = args.dataset, D.BENCHMARK_DATASETS[args.dataset]()
     else:
         name, data = args.features.stem, load_features(args.features)
-    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    params = {**args.set, **({} if args.epochs is None else {"epochs": args.epochs})}
     rows, probabilities = [], []
     for seed in range(args.runs):
         model = CDCClustering(
-            data.n_clusters, n_init=1, random_state=seed, device=args.device, **epochs
+            data.n_clusters, n_init=1, random_state=seed, device=args.device, **params
         )
         start = time.perf_counter()
         model.fit(data.X)
@@ -144,8 +151,8 @@ def main(argv=None) -> pd.DataFrame:
     rho = spearmanr(runs["score"], runs["ACC"]).statistic
     print(f"\n{data.name}: {args.runs} runs, Spearman(score, ACC) = {rho:.2f}, "
           f"{runs['fit_s'].mean():.1f} s per run\n")
-    # The graph each run's score was measured on: the estimator's defaults.
-    model = CDCClustering(data.n_clusters)
+    # The graph each run's score was measured on.
+    model = CDCClustering(data.n_clusters, **params)
     data_tensor = torch.as_tensor(np.ascontiguousarray(data.X), dtype=torch.float32)
     neighbors = NeighbourViews(data_tensor, model.n_neighbors, metric=model.metric).neighbors
     neighbors = neighbors.numpy()

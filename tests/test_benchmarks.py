@@ -139,9 +139,15 @@ def test_restarts_script_reads_features_from_a_file(tmp_path, blobs):
     np.savez(tmp_path / "blobs.npz", X=X.astype(np.float32), y=y)
     _, runs = _restarts(
         tmp_path / "r.csv", "--features", str(tmp_path / "blobs.npz"), "--runs", "2",
-        "--keep", "1", "--device", "cpu",
+        "--keep", "1", "--device", "cpu", "--set", "learning_rate=1e-2, n_neighbors=5",
     )
     assert list(runs["seed"]) == [0, 1] and runs["ACC"].between(1 / 3, 1).all()
+
+
+def test_restarts_script_refuses_an_unknown_parameter(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        _restarts(tmp_path / "r.csv", "--set", "learnin_rate=1e-2")
+    assert "unknown: ['learnin_rate']" in error.value.stderr
 
 
 def test_targets_mark_the_held_out_sets():
