@@ -50,6 +50,11 @@ VARIANTS = {
     "self_labelling_epochs=0": {"self_labelling_epochs": 0},
     "self_labelling_epochs=20": {"self_labelling_epochs": 20},
     "epochs=100": {"epochs": 100},
+    "learning_rate=3e-3": {"learning_rate": 3e-3},
+    "learning_rate=3e-4": {"learning_rate": 3e-4},
+    "weight_decay=1e-2": {"weight_decay": 1e-2},
+    "hidden_dim=256": {"hidden_dim": 256},
+    "hidden_dim=1024": {"hidden_dim": 1024},
 }
 
 
