@@ -123,6 +123,11 @@ def main(argv=None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     if max(args.keep) > args.runs:
         parser.error(f"--keep {max(args.keep)} needs at least that many --runs")
+    # Each run is one seed of one training; the script sets these itself.
+    reserved = sorted(set(args.set) & {"n_init", "random_state", "device"})
+    if reserved:
+        parser.error(f"--set cannot change {reserved}: every run is n_init=1 with its own "
+                     "random_state; use --device for the device")
 
     if args.features is None:
         name, data = args.dataset, D.BENCHMARK_DATASETS[args.dataset]()

@@ -144,10 +144,15 @@ def test_restarts_script_reads_features_from_a_file(tmp_path, blobs):
     assert list(runs["seed"]) == [0, 1] and runs["ACC"].between(1 / 3, 1).all()
 
 
-def test_restarts_script_refuses_an_unknown_parameter(tmp_path):
+@pytest.mark.parametrize(
+    "params, message",
+    [("learnin_rate=1e-2", "unknown: ['learnin_rate']"),
+     ("n_init=3, learning_rate=1e-2", "--set cannot change ['n_init']")],
+)
+def test_restarts_script_refuses_parameters_it_cannot_set(tmp_path, params, message):
     with pytest.raises(subprocess.CalledProcessError) as error:
-        _restarts(tmp_path / "r.csv", "--set", "learnin_rate=1e-2")
-    assert "unknown: ['learnin_rate']" in error.value.stderr
+        _restarts(tmp_path / "r.csv", "--set", params)
+    assert message in error.value.stderr
 
 
 def test_targets_mark_the_held_out_sets():
