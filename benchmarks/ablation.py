@@ -52,6 +52,11 @@ VARIANTS = {
     "epochs=100": {"epochs": 100},
     "learning_rate=3e-3": {"learning_rate": 3e-3},
     "learning_rate=3e-4": {"learning_rate": 3e-4},
+    'learning_rate_schedule="cosine"': {"learning_rate_schedule": "cosine"},
+    'learning_rate_schedule="cosine", learning_rate=3e-3': {
+        "learning_rate_schedule": "cosine",
+        "learning_rate": 3e-3,
+    },
     "weight_decay=1e-2": {"weight_decay": 1e-2},
     "hidden_dim=256": {"hidden_dim": 256},
     "hidden_dim=1024": {"hidden_dim": 1024},

@@ -26,7 +26,15 @@ from . import persistence
 from .exceptions import DivergenceError
 from .loss import LossOutput
 
-__all__ = ["Callback", "Checkpoint", "Engine", "Phase", "ProgressBar", "native_bfloat16"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "Engine",
+    "Phase",
+    "ProgressBar",
+    "cosine_factor",
+    "native_bfloat16",
+]
 
 # Why an engine stopped before its last epoch (``Engine.stop_reason``).
 INTERRUPTED = "interrupted"
@@ -51,6 +59,20 @@ def native_bfloat16(device: torch.device) -> bool:
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def cosine_factor(progress: float) -> float:
+    """Learning-rate factor of a cosine decay from 1 to 0 over ``progress``
+    in [0, 1) (SGDR's schedule without restarts)."""
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# learning_rate_schedule name -> factor of the base learning rate at a
+# phase's progress in [0, 1).
+SCHEDULES: dict[str, Callable[[float], float] | None] = {
+    "constant": None,
+    "cosine": cosine_factor,
+}
 
 
 def epoch_steps(n_samples: int, batch_size: int) -> int:
@@ -171,6 +193,13 @@ class Engine:
         Autocast the network to bfloat16 where the device computes it
         natively (:func:`native_bfloat16`); float32 elsewhere.
     callbacks : sequence of Callback
+    schedule : callable or None
+        ``schedule(progress) -> factor``: before every optimiser step the
+        learning rate of each parameter group is its initial one times the
+        factor at that step's progress through its phase, in [0, 1) (e.g.
+        :func:`cosine_factor`). Each phase runs its own schedule, being a new
+        loss. A pure function of the step, so a run resumed from a checkpoint
+        follows it exactly with no state of its own. None: constant.
     """
 
     def __init__(
@@ -187,6 +216,7 @@ class Engine:
         n_clusters: int,
         mixed_precision: bool = False,
         callbacks: Sequence[Callback] = (),
+        schedule: Callable[[float], float] | None = None,
     ) -> None:
         self.network = network
         self.phases = list(phases)
@@ -200,6 +230,8 @@ class Engine:
         self.n_clusters = n_clusters
         self.mixed_precision = mixed_precision and native_bfloat16(device)
         self.callbacks = list(callbacks)
+        self.schedule = schedule
+        self._base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.epoch = 0
         self.head_losses: list[float] = []
         # Per head and cluster, (H, K): how many epochs in a row it has had no
@@ -218,7 +250,12 @@ class Engine:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _run_epoch(self, phase: Phase) -> dict[str, float]:
+    def _set_learning_rate(self, progress: float) -> None:
+        factor = self.schedule(progress)
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            group["lr"] = base * factor
+
+    def _run_epoch(self, phase: Phase, phase_epoch: int) -> dict[str, float]:
         criterion = phase.criterion
         views = phase.views if phase.views is not None else self.views
         self.network.train()
@@ -234,8 +271,12 @@ class Engine:
             "contrastive": torch.zeros((), device=self.device),
         }
         n_batches = 0
+        phase_steps = phase.epochs * self.steps_per_epoch
         start = time.perf_counter()
         for batch in batches:
+            if self.schedule is not None:
+                step = phase_epoch * self.steps_per_epoch + n_batches
+                self._set_learning_rate(step / phase_steps)
             index = torch.as_tensor(batch, device=self.device)
             view_a, view_b = views(index, self.generator)
             with self._autocast():
@@ -323,10 +364,14 @@ class Engine:
         for callback in self.callbacks:
             callback.on_train_begin(self)
         try:
-            for phase in self._remaining_phases():
+            for phase, phase_epoch in self._remaining_phases():
                 if until is not None and self.epoch >= until:
                     break
-                log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase)}
+                log = {
+                    "epoch": self.epoch + 1,
+                    "phase": phase.name,
+                    **self._run_epoch(phase, phase_epoch),
+                }
                 if not math.isfinite(log["loss"]):
                     self.stop_reason = DIVERGED
                     break
@@ -361,14 +406,15 @@ class Engine:
         self.network.eval()
         return self
 
-    def _remaining_phases(self) -> Iterable[Phase]:
-        """One phase per remaining epoch, skipping the epochs already run."""
+    def _remaining_phases(self) -> Iterable[tuple[Phase, int]]:
+        """``(phase, epoch within it)`` per remaining epoch, skipping the
+        epochs already run."""
         done = 0
         for phase in self.phases:
-            for _ in range(phase.epochs):
+            for phase_epoch in range(phase.epochs):
                 done += 1
                 if done > self.epoch:
-                    yield phase
+                    yield phase, phase_epoch
 
     def _snapshot(self) -> dict[str, Any]:
         """The last good state kept in memory (on the training device) for a rollback."""

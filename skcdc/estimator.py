@@ -28,7 +28,15 @@ from torch.utils.data import RandomSampler
 
 from . import persistence
 from .consensus import RestartConsensus, fit_consensus
-from .engine import INTERRUPTED, Checkpoint, Engine, Phase, ProgressBar, epoch_steps
+from .engine import (
+    INTERRUPTED,
+    SCHEDULES,
+    Checkpoint,
+    Engine,
+    Phase,
+    ProgressBar,
+    epoch_steps,
+)
 from .exceptions import CheckpointMismatchError, CollapseWarning, TrainingStoppedWarning
 from .images import IMAGE_LAYOUTS, is_image_input, load_images
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS, CDCLoss, PseudoLabelLoss, SelfLabelLoss
@@ -298,6 +306,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         larger.
     learning_rate : float, default=1e-3
         AdamW learning rate.
+    learning_rate_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"``: within each phase (warm start, CDC, self-labelling) the
+        learning rate decays from ``learning_rate`` to zero along a half
+        cosine, step by step.
     weight_decay : float, default=1e-4
         AdamW weight decay.
     device : str or torch.device, default="auto"
@@ -446,6 +458,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "self_labelling_threshold": [Interval(Real, 0, 1, closed="right")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions(set(SCHEDULES))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "device": [str, torch.device],
         "mixed_precision": ["boolean"],
@@ -495,6 +508,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self_labelling_threshold: float = 0.95,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
+        learning_rate_schedule: str = "constant",
         weight_decay: float = 1e-4,
         device: str | torch.device = "auto",
         mixed_precision: bool = True,
@@ -540,6 +554,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.self_labelling_threshold = self_labelling_threshold
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.weight_decay = weight_decay
         self.device = device
         self.mixed_precision = mixed_precision
@@ -1215,6 +1230,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 self.mixed_precision, device, images=isinstance(X, torch.Tensor)
             ),
             callbacks=callbacks,
+            schedule=SCHEDULES[self.learning_rate_schedule],
         )
 
     # ------------------------------------------------------------ inference

@@ -1,5 +1,6 @@
 """Behaviour of CDCClustering on vector input (frozen-feature mode)."""
 
+import math
 import pickle
 from typing import ClassVar
 
@@ -17,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skcdc import CDCClustering
-from skcdc.engine import Engine, Phase
+from skcdc.engine import Engine, Phase, cosine_factor
 from skcdc.loss import LossOutput
 from skcdc.metrics import accuracy_scorer
 from skcdc.networks import VectorCDCNetwork
@@ -420,6 +421,46 @@ def test_self_labelling_pairs_each_sample_with_itself(blobs):
     batches = X.shape[0] // 50
     assert [phase.name for phase in phases] == ["cdc", "self-labelling"]
     assert seen == [False] * batches + [True] * batches
+
+
+def _learning_rates(X, schedule, pause=None):
+    """The learning rate of every optimiser step of a 2-epoch and a 1-epoch
+    phase (8 steps an epoch), paused after epoch ``pause`` and resumed."""
+    network = VectorCDCNetwork(X.shape[1], 3, instance_dim=8, hidden_dim=16)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=0.01)
+    seen = []
+
+    def recorder(logits_a, z_a, logits_b, z_b, index=None):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return LossOutput.of((logits_a.sum() + logits_b.sum()) * 0.0)
+
+    views = NeighbourViews(torch.as_tensor(X, dtype=torch.float32), 5)
+    engine = Engine(
+        network,
+        [Phase("cdc", recorder, 2), Phase("self-labelling", recorder, 1)],
+        views,
+        optimizer,
+        sampler=range(240),
+        batch_size=30,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        n_clusters=3,
+        schedule=schedule,
+    )
+    if pause is not None:
+        engine.fit(until=pause)
+    engine.fit()
+    return seen
+
+
+def test_cosine_schedule_restarts_each_phase_and_resumes_exactly(blobs):
+    X = blobs[0]
+    cdc = [0.005 * (1 + math.cos(math.pi * step / 16)) for step in range(16)]
+    self_labelling = [0.005 * (1 + math.cos(math.pi * step / 8)) for step in range(8)]
+    assert _learning_rates(X, cosine_factor) == pytest.approx(cdc + self_labelling)
+    # Paused inside the first phase: the rate depends on the step alone.
+    assert _learning_rates(X, cosine_factor, pause=1) == pytest.approx(cdc + self_labelling)
+    assert _learning_rates(X, None) == [0.01] * 24
 
 
 def test_kmeans_warm_start_phase(blobs):
