@@ -309,7 +309,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     learning_rate_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"``: within each phase (warm start, CDC, self-labelling) the
         learning rate decays from ``learning_rate`` to zero along a half
-        cosine, step by step.
+        cosine, step by step. Not a default: on the benchmark sets it acted
+        like a smaller constant rate, narrower on some and lower on others
+        (``docs/method.md``, "Ablation").
     weight_decay : float, default=1e-4
         AdamW weight decay.
     device : str or torch.device, default="auto"
