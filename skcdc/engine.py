@@ -271,12 +271,15 @@ class Engine:
             "contrastive": torch.zeros((), device=self.device),
         }
         n_batches = 0
-        phase_steps = phase.epochs * self.steps_per_epoch
+        # Steps of this phase before this epoch, and in all: the schedule's
+        # clock, read once per epoch rather than per step.
+        steps_per_epoch = self.steps_per_epoch
+        steps_done = phase_epoch * steps_per_epoch
+        phase_steps = phase.epochs * steps_per_epoch
         start = time.perf_counter()
         for batch in batches:
             if self.schedule is not None:
-                step = phase_epoch * self.steps_per_epoch + n_batches
-                self._set_learning_rate(step / phase_steps)
+                self._set_learning_rate((steps_done + n_batches) / phase_steps)
             index = torch.as_tensor(batch, device=self.device)
             view_a, view_b = views(index, self.generator)
             with self._autocast():
