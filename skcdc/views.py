@@ -90,10 +90,26 @@ class NeighbourViews:
     noise : float
         Standard deviation of Gaussian noise added to both views, relative to
         each feature's standard deviation over the training set.
+    mutual : bool
+        Draw the positive only from the *mutual* neighbours (``j`` is among
+        the ``n_neighbors`` of ``i`` and ``i`` among those of ``j``); a sample
+        with none keeps its nearest neighbour. ``neighbors`` stays the whole
+        graph either way.
+
+    Attributes
+    ----------
+    neighbors : LongTensor of shape (N, n_neighbors)
+        The nearest neighbours of each sample, nearest first.
     """
 
     def __init__(
-        self, data: torch.Tensor, n_neighbors: int, *, metric: str = "euclidean", noise: float = 0.0
+        self,
+        data: torch.Tensor,
+        n_neighbors: int,
+        *,
+        metric: str = "euclidean",
+        noise: float = 0.0,
+        mutual: bool = False,
     ) -> None:
         self.data = data
         self.n_neighbors = min(n_neighbors, data.shape[0] - 1)
@@ -103,6 +119,10 @@ class NeighbourViews:
             if self.n_neighbors > 0
             else torch.arange(data.shape[0], device=data.device)[:, None]
         )
+        # Positives are drawn from the first ``_counts[i]`` entries of row i.
+        self._positives, self._counts = (
+            _mutual_first(self.neighbors) if mutual and self.n_neighbors > 0 else (self.neighbors, None)
+        )
         self._scale = data.std(dim=0, keepdim=True) if data.shape[0] > 1 else None
 
     def __call__(
@@ -110,7 +130,7 @@ class NeighbourViews:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the samples ``index`` (a batch of row indices)."""
         anchor = self.data[index]
-        positive = self.data[_random_neighbours(self.neighbors, index, generator)]
+        positive = self.data[_random_neighbours(self._positives, index, generator, self._counts)]
         if self.noise > 0 and self._scale is not None:
             anchor = anchor + self._noise_like(anchor, generator)
             positive = positive + self._noise_like(positive, generator)
@@ -121,6 +141,7 @@ class NeighbourViews:
         for losses whose target must stay with the sample it was read from."""
         views = copy.copy(self)
         views.neighbors = torch.arange(self.data.shape[0], device=self.data.device)[:, None]
+        views._positives, views._counts = views.neighbors, None
         return views
 
     def _noise_like(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -128,13 +149,34 @@ class NeighbourViews:
         return noise * self._scale * self.noise
 
 
-def _random_neighbours(
-    neighbors: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    """One uniformly drawn neighbour of each sample of ``index`` (all on one device)."""
-    choice = torch.randint(
-        neighbors.shape[1], (index.shape[0],), generator=generator, device=_device(generator)
+def _mutual_first(neighbors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of the graph reordered so that its mutual neighbours come first
+    (nearest first among them), and how many of them there are (at least one,
+    so that a sample without a mutual neighbour keeps its nearest)."""
+    rows = torch.arange(neighbors.shape[0], device=neighbors.device)[:, None]
+    # Column by column, so memory stays at N x k rather than N x k x k.
+    mutual = torch.stack(
+        [(neighbors[neighbors[:, m]] == rows).any(dim=1) for m in range(neighbors.shape[1])], dim=1
     )
+    # A stable sort on "not mutual" keeps the distance order within each group.
+    order = torch.sort((~mutual).to(torch.uint8), dim=1, stable=True).indices
+    return neighbors.gather(1, order), mutual.sum(dim=1).clamp_(min=1)
+
+
+def _random_neighbours(
+    neighbors: torch.Tensor,
+    index: torch.Tensor,
+    generator: torch.Generator | None,
+    counts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One uniformly drawn neighbour of each sample of ``index`` (all on one
+    device), among the first ``counts[i]`` of its row when counts are given."""
+    device = _device(generator)
+    if counts is None:
+        choice = torch.randint(neighbors.shape[1], (index.shape[0],), generator=generator, device=device)
+    else:
+        draw = torch.rand(index.shape[0], generator=generator, device=device)
+        choice = (draw * counts[index].to(device)).long()
     return neighbors[index, choice.to(index.device)]
 
 
