@@ -40,6 +40,7 @@ VARIANTS = {
     'equipartition="none"': {"equipartition": "none"},
     "n_neighbors=5": {"n_neighbors": 5},
     "n_neighbors=20": {"n_neighbors": 20},
+    "mutual_neighbors=True": {"mutual_neighbors": True},
     "feature_noise=0.1": {"feature_noise": 0.1},
     "tau_c=0.5": {"tau_c": 0.5},
     "entropy_weight=2": {"entropy_weight": 2.0},

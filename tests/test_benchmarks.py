@@ -92,6 +92,20 @@ def test_kept_accuracy_is_the_accuracy_of_the_best_scored_run_of_each_subset():
     assert len(sampled) == 2 and set(sampled) <= {0.9, 0.5}
 
 
+def test_expected_best_accuracy_is_the_mean_over_every_subset_and_its_error_is_bootstrapped():
+    restarts = _benchmark_module("restarts")
+    rng = np.random.default_rng(0)
+    scores, accuracy = rng.normal(size=9), rng.uniform(size=9)
+    for n in (1, 3, 9):
+        every = restarts.kept_accuracy(scores, accuracy, n, max_subsets=10**6)
+        assert restarts.expected_best_accuracy(scores, accuracy, n) == pytest.approx(every.mean())
+    # Nothing to resample when every run is as good; otherwise it shrinks with the pool.
+    assert restarts.pool_error(scores, np.full(9, 0.5), 3) == pytest.approx(0.0)
+    small = restarts.pool_error(scores, accuracy, 3)
+    large = restarts.pool_error(np.tile(scores, 4), np.tile(accuracy, 4), 3)
+    assert 0 < large < small
+
+
 def test_the_gate_keeps_the_consensus_only_when_it_scores_at_least_the_best_run():
     consensus_accuracy = _benchmark_module("restarts").consensus_accuracy
     y = np.array([0, 0, 0, 1, 1, 1])
@@ -132,6 +146,13 @@ def test_restarts_script_records_every_run(tmp_path):
     two = next(line for line in stdout.splitlines() if line.startswith("| 2 |"))
     # The best-scored run's ACC, the consensus's and the default's, each a mean ± std.
     assert two.count("±") == 3
+    # The stored runs give the best-scored run's cells again, without a fit.
+    stored = subprocess.run(
+        [sys.executable, "restarts.py", "--stored", str(tmp_path / "restarts.csv"), "--keep", "2"],
+        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
+    ).stdout
+    again = next(line for line in stored.splitlines() if line.startswith("| 2 |"))
+    assert two.startswith(again)
 
 
 def test_restarts_script_reads_features_from_a_file(tmp_path, blobs):
