@@ -279,7 +279,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         class on Fashion-MNIST's EfficientNet embeddings), but in pools of 20
         runs it gained within the noise on EfficientNet embeddings and lost
         on small tables, raw pixels and BBC News (``docs/method.md``). The
-        restart score still reads the whole graph.
+        restart score still reads the whole graph. In image mode it applies
+        to the refinement stage's features.
     metric : {"euclidean", "cosine"}, default="euclidean"
         Distance of the neighbour search.
     feature_noise : float, default=0.0
