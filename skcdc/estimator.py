@@ -1057,24 +1057,22 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         if self.checkpoint_dir is None:
             return
         path = Path(self.checkpoint_dir) / f"run-{run_index}.pt"
-        # What makes a run: the data, every parameter that changes training, the seed.
+        # What makes a run: the data, the seed, every parameter that changes training.
         ignored = {"verbose", "checkpoint_dir", "checkpoint_every", "device"}
-        params = sorted((k, repr(v)) for k, v in self.get_params().items() if k not in ignored)
+        params = {k: repr(v) for k, v in self.get_params().items() if k not in ignored}
         # joblib hashes a torch tensor by its pickle, which differs between
         # equal tensors; the pixels' bytes do not.
         data = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
-        fingerprint = joblib.hash((data, params, seed))
+        run = {"data_and_seed": joblib.hash((data, seed)), "params": params}
         if path.exists():
             payload = persistence.load(path, kind="checkpoint")
-            if payload["fingerprint"] != fingerprint:
+            if not _same_run(payload, run, _default_params(type(self))):
                 raise CheckpointMismatchError(
                     f"{path} holds a run of other data or other parameters; point "
                     "checkpoint_dir at an empty folder, or delete the file to start afresh."
                 )
             engine.load_state_dict(payload["state"])
-        engine.callbacks.append(
-            Checkpoint(path, self.checkpoint_every, metadata={"fingerprint": fingerprint})
-        )
+        engine.callbacks.append(Checkpoint(path, self.checkpoint_every, metadata=run))
 
     def _warn_stopped(self, stop_reason: str | None, planned: int) -> None:
         if stop_reason is None:
@@ -1517,6 +1515,24 @@ def _check_float32_range(X: np.ndarray) -> None:
             f"X has values up to {largest:.3g}, beyond the float32 range ({limit:.3g}) the "
             "network computes in; rescale it first, e.g. with sklearn's StandardScaler."
         )
+
+
+def _default_params(cls: type) -> dict[str, str]:
+    """The ``repr`` of each parameter's default value."""
+    signature = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: repr(p.default) for p in signature if p.default is not p.empty}
+
+
+def _same_run(saved: dict, run: dict, defaults: dict[str, str]) -> bool:
+    """Whether a checkpoint holds this run: the same data and seed and the same
+    parameters, where a parameter the checkpoint predates must be at its
+    default (it did not exist, so the saved run trained as its default does).
+    Checkpoints written before this rule hold only a hash and never match."""
+    old = saved.get("params")
+    if saved.get("data_and_seed") != run["data_and_seed"] or old is None:
+        return False
+    new = run["params"]
+    return set(old) <= set(new) and all(old.get(k, defaults.get(k)) == v for k, v in new.items())
 
 
 def _embedding_neighbors(z: np.ndarray, n_neighbors: int) -> np.ndarray:

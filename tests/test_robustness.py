@@ -10,6 +10,7 @@ import time
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -277,6 +278,23 @@ def test_checkpoint_of_other_parameters_is_refused(blobs, tmp_path):
         CDCClustering(3, checkpoint_dir=tmp_path, **{**FAST, "epochs": 2, "tau_c": 0.3}).fit(X)
     with pytest.raises(CheckpointMismatchError):
         CDCClustering(3, checkpoint_dir=tmp_path, **{**FAST, "epochs": 2}).fit(X[::-1])
+
+
+def test_checkpoint_predating_a_parameter_resumes_while_it_is_at_its_default(blobs, tmp_path):
+    X, _ = blobs
+    params = {**FAST, "epochs": 2}
+    first = CDCClustering(3, checkpoint_dir=tmp_path, **params).fit(X)
+    # As an older version wrote it: without a parameter added since.
+    path = tmp_path / "run-0.pt"
+    payload = persistence.load(path, kind="checkpoint")
+    del payload["params"]["mutual_neighbors"]
+    persistence.save({k: payload[k] for k in ("data_and_seed", "params", "state")}, path,
+                     kind="checkpoint")
+    resumed = CDCClustering(3, checkpoint_dir=tmp_path, **params).fit(X)
+    # Restored, not retrained: even the epochs' measured times are the first fit's.
+    pd.testing.assert_frame_equal(resumed.history_, first.history_)
+    with pytest.raises(CheckpointMismatchError, match="other data or other parameters"):
+        CDCClustering(3, checkpoint_dir=tmp_path, mutual_neighbors=True, **params).fit(X)
 
 
 def test_checkpoint_file_is_safe_to_load_and_versioned(blobs, tmp_path):
