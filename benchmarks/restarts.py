@@ -3,12 +3,14 @@
     python benchmarks/restarts.py --dataset digits --runs 25
     python benchmarks/restarts.py --dataset bbc-news-minilm --runs 25 --keep 1 3 5 7
 
-Each run is ``CDCClustering(n_init=1, random_state=i)`` for i = 0 .. runs - 1,
+Each run is ``CDCClustering(n_init=1, random_state=i)`` for i = 0 .. runs - 1
+(from ``--first-seed`` on when given),
 recorded with its ACC and its label-free score (``run_scores_[0]``, what
 ``n_init`` compares). The runs are independent draws, so the ACC of the run that
 ``n_init=n`` keeps is averaged over every n-subset of them (20000 random ones when
-there are more): a much tighter estimate than fitting ``n_init=n`` on a few
-seeds, for the same number of runs. The same subsets give what
+there are more): a tighter estimate than fitting ``n_init=n`` on a few seeds,
+for the same number of runs, though not by as much as the count suggests (see
+the pool error below). The same subsets give what
 ``combine_restarts="consensus"`` makes of them: k-means on the runs'
 concatenated cluster probabilities (``skcdc.consensus``; 200 random subsets,
 or all when there are fewer, since each is a k-means fit), and what the
@@ -21,8 +23,10 @@ score reads) other parameters, written as ``ablation.py`` reads a variant.
 The "pool error" column is the bootstrap standard error of the best-scored
 run's mean (runs resampled with replacement, its expectation recomputed
 exactly): a pool of 20 runs knows that mean only to about a point, because it
-rests on the few runs that score best. ``--stored FILE.csv`` prints those
-columns again for runs written before, without fitting anything.
+rests on the few runs that score best. ``--stored FILE.csv [MORE.csv ...]``
+prints those columns again for runs written before, without fitting anything;
+``--first-seed 20`` continues a pool of 20 runs, and ``--stored`` reads the two
+files as one.
 
 ``--features FILE.npz`` (arrays ``X`` and ``y``) replaces ``--dataset`` on a
 machine that cannot build the data set, such as a GPU machine without the
@@ -150,14 +154,20 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
-        "--stored", type=Path, default=None, help="table runs a former call wrote; no fitting"
+        "--first-seed", type=int, default=0, help="seed of the first run, to extend a pool"
+    )
+    parser.add_argument(
+        "--stored", type=Path, nargs="+", default=None,
+        help="table the runs former calls wrote (several files: one pool); no fitting",
     )
     args = parser.parse_args(argv)
-    stored = None if args.stored is None else pd.read_csv(args.stored)
+    stored = None if args.stored is None else pd.concat(map(pd.read_csv, args.stored))
     if max(args.keep) > (args.runs if stored is None else len(stored)):
         parser.error(f"--keep {max(args.keep)} needs at least that many runs")
     if stored is not None:
-        report_stored(stored, args.stored.name, args.keep)
+        if stored["seed"].duplicated().any():
+            parser.error("--stored: the files repeat a seed, so they are not one pool")
+        report_stored(stored, " + ".join(path.name for path in args.stored), args.keep)
         return stored
     # Each run is one seed of one training; the script sets these itself.
     reserved = sorted(set(args.set) & {"n_init", "random_state", "device"})
@@ -171,7 +181,7 @@ def main(argv=None) -> pd.DataFrame:
         name, data = args.features.stem, load_features(args.features)
     params = {**args.set, **({} if args.epochs is None else {"epochs": args.epochs})}
     rows, probabilities = [], []
-    for seed in range(args.runs):
+    for seed in range(args.first_seed, args.first_seed + args.runs):
         model = CDCClustering(
             data.n_clusters, n_init=1, random_state=seed, device=args.device, **params
         )

@@ -153,6 +153,18 @@ def test_restarts_script_records_every_run(tmp_path):
     ).stdout
     again = next(line for line in stored.splitlines() if line.startswith("| 2 |"))
     assert two.startswith(again)
+    # A continued pool starts where the first ended, and the two read as one.
+    _, more = _restarts(
+        tmp_path / "more.csv", "--dataset", "digits", "--runs", "1", "--first-seed", "3",
+        "--keep", "1",
+    )
+    assert list(more["seed"]) == [3]
+    both = subprocess.run(
+        [sys.executable, "restarts.py", "--stored", str(tmp_path / "restarts.csv"),
+         str(tmp_path / "more.csv"), "--keep", "4"],
+        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
+    ).stdout
+    assert "4 runs" in both and any(line.startswith("| 4 |") for line in both.splitlines())
 
 
 def test_restarts_script_reads_features_from_a_file(tmp_path, blobs):
