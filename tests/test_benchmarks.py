@@ -137,6 +137,14 @@ def _restarts(out, *args):
     return result.stdout, pd.read_csv(out)
 
 
+def _stored(*args):
+    """``benchmarks/restarts.py --stored`` on runs written before: its stdout."""
+    return subprocess.run(
+        [sys.executable, "restarts.py", "--stored", *map(str, args)],
+        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
+    ).stdout
+
+
 def test_restarts_script_records_every_run(tmp_path):
     stdout, runs = _restarts(
         tmp_path / "restarts.csv", "--dataset", "digits", "--runs", "3", "--keep", "1", "2"
@@ -147,10 +155,7 @@ def test_restarts_script_records_every_run(tmp_path):
     # The best-scored run's ACC, the consensus's and the default's, each a mean ± std.
     assert two.count("±") == 3
     # The stored runs give the best-scored run's cells again, without a fit.
-    stored = subprocess.run(
-        [sys.executable, "restarts.py", "--stored", str(tmp_path / "restarts.csv"), "--keep", "2"],
-        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
-    ).stdout
+    stored = _stored(tmp_path / "restarts.csv", "--keep", "2")
     again = next(line for line in stored.splitlines() if line.startswith("| 2 |"))
     assert two.startswith(again)
     # A continued pool starts where the first ended, and the two read as one.
@@ -159,12 +164,11 @@ def test_restarts_script_records_every_run(tmp_path):
         "--keep", "1",
     )
     assert list(more["seed"]) == [3]
-    both = subprocess.run(
-        [sys.executable, "restarts.py", "--stored", str(tmp_path / "restarts.csv"),
-         str(tmp_path / "more.csv"), "--keep", "4"],
-        cwd=ROOT / "benchmarks", check=True, capture_output=True, text=True, timeout=600,
-    ).stdout
+    both = _stored(tmp_path / "restarts.csv", tmp_path / "more.csv", "--keep", "4")
     assert "4 runs" in both and any(line.startswith("| 4 |") for line in both.splitlines())
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        _stored(tmp_path / "restarts.csv", tmp_path / "restarts.csv")
+    assert "repeat a seed" in error.value.stderr
 
 
 def test_restarts_script_reads_features_from_a_file(tmp_path, blobs):
