@@ -162,11 +162,11 @@ def main(argv=None) -> pd.DataFrame:
     )
     args = parser.parse_args(argv)
     stored = None if args.stored is None else pd.concat(map(pd.read_csv, args.stored))
+    if stored is not None and stored["seed"].duplicated().any():
+        parser.error("--stored: the files repeat a seed, so they are not one pool")
     if max(args.keep) > (args.runs if stored is None else len(stored)):
         parser.error(f"--keep {max(args.keep)} needs at least that many runs")
     if stored is not None:
-        if stored["seed"].duplicated().any():
-            parser.error("--stored: the files repeat a seed, so they are not one pool")
         report_stored(stored, " + ".join(path.name for path in args.stored), args.keep)
         return stored
     # Each run is one seed of one training; the script sets these itself.
