@@ -211,12 +211,14 @@ def main(argv=None) -> pd.DataFrame:
     print("|---|---|---|---|---|---|")
     scores = runs["score"].to_numpy()
     for n in args.keep:
+        cells, kept = _best_run_cells(runs, n)
+        # One run is its own consensus and the gate's only choice.
         combined, gated = (
             consensus_accuracy(probabilities, data.y, n, scores=scores, neighbors=neighbors)
             if n > 1
-            else (kept_accuracy(scores, runs["ACC"].to_numpy(), 1),) * 2
+            else (kept, kept)
         )
-        print(f"{_best_run_cells(runs, n)} {combined.mean():.3f} ± {combined.std():.3f} | "
+        print(f"{cells} {combined.mean():.3f} ± {combined.std():.3f} | "
               f"{gated.mean():.3f} ± {gated.std():.3f} |")
     return runs
 
@@ -226,12 +228,14 @@ _BEST_RUN_HEADER = (
 )
 
 
-def _best_run_cells(runs: pd.DataFrame, n: int) -> str:
-    """The row's first cells: what keeping the best-scored of ``n`` runs gives."""
+def _best_run_cells(runs: pd.DataFrame, n: int) -> tuple[str, np.ndarray]:
+    """The row's first cells, what keeping the best-scored of ``n`` runs
+    gives, and the ACC it kept from each subset."""
     scores, accuracy = runs["score"].to_numpy(), runs["ACC"].to_numpy()
     kept = kept_accuracy(scores, accuracy, n)
-    return (f"| {n} | {kept.mean():.3f} ± {kept.std():.3f} | "
-            f"{pool_error(scores, accuracy, n):.3f} | {np.mean(kept < BAD_ACC):.1%} |")
+    cells = (f"| {n} | {kept.mean():.3f} ± {kept.std():.3f} | "
+             f"{pool_error(scores, accuracy, n):.3f} | {np.mean(kept < BAD_ACC):.1%} |")
+    return cells, kept
 
 
 def report_stored(runs: pd.DataFrame, name: str, keep: list[int]) -> None:
@@ -242,7 +246,7 @@ def report_stored(runs: pd.DataFrame, name: str, keep: list[int]) -> None:
     print(_BEST_RUN_HEADER)
     print("|---|---|---|---|")
     for n in keep:
-        print(_best_run_cells(runs, n))
+        print(_best_run_cells(runs, n)[0])
 
 
 if __name__ == "__main__":
