@@ -1,6 +1,7 @@
 """combine_restarts: k-means over the runs' cluster probabilities ("consensus"),
 kept by default when it scores at least the best run ("best_or_consensus")."""
 
+import copy
 import pickle
 
 import numpy as np
@@ -22,18 +23,24 @@ def consensus(blobs):
     return CDCClustering(3, n_init=3, combine_restarts="consensus", **RUNS).fit(X)
 
 
+def _cpu_network(model):
+    """A CPU copy of the fitted network: a fit on a GPU leaves it there, and the
+    tests compare its outputs with NumPy arrays."""
+    return copy.deepcopy(model.network_).cpu()
+
+
 def _run_probabilities(model, X):
     """Each kept run's cluster probabilities, concatenated."""
     data = torch.tensor(X, dtype=torch.float32)
     with torch.inference_mode():
-        return torch.cat([torch.softmax(run(data)[0], 1) for run in model.network_.runs], 1)
+        return torch.cat([torch.softmax(run(data)[0], 1) for run in _cpu_network(model).runs], 1)
 
 
 def test_labels_are_the_nearest_consensus_centres(blobs, consensus):
     X, y = blobs
     assert isinstance(consensus.network_, RestartConsensus) and consensus.consensus_
     assert len(consensus.network_.runs) == consensus.run_scores_.size == 3
-    distances = torch.cdist(_run_probabilities(consensus, X), consensus.network_.centers)
+    distances = torch.cdist(_run_probabilities(consensus, X), _cpu_network(consensus).centers)
     np.testing.assert_array_equal(consensus.labels_, distances.argmin(1).numpy())
     np.testing.assert_array_equal(consensus.predict(X), consensus.labels_)
     np.testing.assert_array_equal(consensus.categorical_embedding_.argmax(1), consensus.labels_)
@@ -58,7 +65,7 @@ def test_instance_vectors_are_the_best_scored_runs(blobs, consensus):
     reference = int(np.argmax(consensus.run_scores_))
     assert int(consensus.network_.reference) == reference
     with torch.inference_mode():
-        _, z = consensus.network_.runs[reference](torch.tensor(X, dtype=torch.float32))
+        _, z = _cpu_network(consensus).runs[reference](torch.tensor(X, dtype=torch.float32))
     np.testing.assert_allclose(consensus.instance_embedding_, z.numpy(), atol=1e-5)
 
 
@@ -72,10 +79,10 @@ def test_survives_save_load_and_pickle(blobs, consensus, tmp_path):
     X, _ = blobs
     path = tmp_path / "consensus.skcdc"
     persistence.save_model(consensus, path)
-    for copy in (persistence.load_model(path), pickle.loads(pickle.dumps(consensus))):
-        assert isinstance(copy.network_, RestartConsensus)
-        np.testing.assert_array_equal(copy.predict(X), consensus.labels_)
-        np.testing.assert_allclose(copy.transform(X), consensus.transform(X), atol=1e-6)
+    for loaded in (persistence.load_model(path), pickle.loads(pickle.dumps(consensus))):
+        assert isinstance(loaded.network_, RestartConsensus)
+        np.testing.assert_array_equal(loaded.predict(X), consensus.labels_)
+        np.testing.assert_allclose(loaded.transform(X), consensus.transform(X), atol=1e-6)
 
 
 def test_best_keeps_the_best_scored_run(blobs, consensus):
