@@ -29,18 +29,19 @@ def _cpu_network(model):
     return copy.deepcopy(model.network_).cpu()
 
 
-def _run_probabilities(model, X):
-    """Each kept run's cluster probabilities, concatenated."""
+def _run_probabilities(network, X):
+    """Each kept run's cluster probabilities, concatenated (``network`` on the CPU)."""
     data = torch.tensor(X, dtype=torch.float32)
     with torch.inference_mode():
-        return torch.cat([torch.softmax(run(data)[0], 1) for run in _cpu_network(model).runs], 1)
+        return torch.cat([torch.softmax(run(data)[0], 1) for run in network.runs], 1)
 
 
 def test_labels_are_the_nearest_consensus_centres(blobs, consensus):
     X, y = blobs
     assert isinstance(consensus.network_, RestartConsensus) and consensus.consensus_
     assert len(consensus.network_.runs) == consensus.run_scores_.size == 3
-    distances = torch.cdist(_run_probabilities(consensus, X), _cpu_network(consensus).centers)
+    network = _cpu_network(consensus)
+    distances = torch.cdist(_run_probabilities(network, X), network.centers)
     np.testing.assert_array_equal(consensus.labels_, distances.argmin(1).numpy())
     np.testing.assert_array_equal(consensus.predict(X), consensus.labels_)
     np.testing.assert_array_equal(consensus.categorical_embedding_.argmax(1), consensus.labels_)
@@ -50,7 +51,7 @@ def test_labels_are_the_nearest_consensus_centres(blobs, consensus):
 
 def test_centres_are_k_means_of_the_runs_probabilities(blobs, consensus):
     X, _ = blobs
-    probabilities = _run_probabilities(consensus, X).numpy()
+    probabilities = _run_probabilities(_cpu_network(consensus), X).numpy()
     blocks = np.split(probabilities, 3, axis=1)
     centers, variance, labels = fit_consensus(blocks, random_state=0)
     nearest = torch.cdist(torch.from_numpy(probabilities), torch.from_numpy(centers)).argmin(1)
