@@ -63,6 +63,9 @@ MAX_SUBSETS = 20000
 MAX_CONSENSUS_SUBSETS = 200
 # A kept run below this ACC counts as a bad pick (on BBC: two topics merged).
 BAD_ACC = 0.9
+_BEST_RUN_HEADER = (
+    f"| runs | ACC of the best-scored run | its mean's pool error | below {BAD_ACC} ACC |"
+)
 
 
 def kept_accuracy(
@@ -76,14 +79,17 @@ def kept_accuracy(
     return accuracy[best]
 
 
-def expected_best_accuracy(scores: np.ndarray, accuracy: np.ndarray, n: int) -> float:
+def expected_best_accuracy(scores: np.ndarray, accuracy: np.ndarray, n: int) -> np.ndarray:
     """Expected ACC of the best-scored of ``n`` runs drawn from these without
-    replacement: exactly the mean of :func:`kept_accuracy` over every n-subset."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
+    replacement: exactly the mean of :func:`kept_accuracy` over every n-subset.
+    Each row of 2-D arrays is a pool of its own."""
+    scores, accuracy = np.asarray(scores), np.asarray(accuracy)
+    n_runs = scores.shape[-1]
+    order = np.argsort(-scores, axis=-1, kind="stable")
     # The i-th best-scored run is kept by the subsets that hold it and n - 1 of
     # the runs scored below it.
-    weights = [math.comb(len(order) - 1 - i, n - 1) for i in range(len(order))]
-    return float(np.dot(weights, np.asarray(accuracy)[order]) / math.comb(len(order), n))
+    weights = np.array([math.comb(n_runs - 1 - i, n - 1) for i in range(n_runs)])
+    return np.take_along_axis(accuracy, order, axis=-1) @ weights / math.comb(n_runs, n)
 
 
 def pool_error(
@@ -96,7 +102,7 @@ def pool_error(
     scores, accuracy = np.asarray(scores), np.asarray(accuracy)
     rng = np.random.default_rng(seed)
     resamples = rng.integers(0, len(scores), (draws, len(scores)))
-    return float(np.std([expected_best_accuracy(scores[i], accuracy[i], n) for i in resamples]))
+    return float(np.std(expected_best_accuracy(scores[resamples], accuracy[resamples], n)))
 
 
 def consensus_accuracy(
@@ -221,11 +227,6 @@ def main(argv=None) -> pd.DataFrame:
         print(f"{cells} {combined.mean():.3f} ± {combined.std():.3f} | "
               f"{gated.mean():.3f} ± {gated.std():.3f} |")
     return runs
-
-
-_BEST_RUN_HEADER = (
-    f"| runs | ACC of the best-scored run | its mean's pool error | below {BAD_ACC} ACC |"
-)
 
 
 def _best_run_cells(runs: pd.DataFrame, n: int) -> tuple[str, np.ndarray]:
