@@ -79,10 +79,13 @@ def kept_accuracy(
     return accuracy[best]
 
 
-def expected_best_accuracy(scores: np.ndarray, accuracy: np.ndarray, n: int) -> np.ndarray:
+def expected_best_accuracy(
+    scores: np.ndarray, accuracy: np.ndarray, n: int
+) -> float | np.ndarray:
     """Expected ACC of the best-scored of ``n`` runs drawn from these without
     replacement: exactly the mean of :func:`kept_accuracy` over every n-subset.
-    Each row of 2-D arrays is a pool of its own."""
+    One value for a pool; for 2-D arrays, whose rows are pools of their own,
+    one value per row."""
     scores, accuracy = np.asarray(scores), np.asarray(accuracy)
     n_runs = scores.shape[-1]
     order = np.argsort(-scores, axis=-1, kind="stable")
