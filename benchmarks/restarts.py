@@ -28,6 +28,13 @@ prints those columns again for runs written before, without fitting anything;
 ``--first-seed 20`` continues a pool of 20 runs, and ``--stored`` reads the two
 files as one.
 
+The suite reads a method's spread as the std of its ACC over five seeds,
+and five values estimate a std to about a third of itself. The columns "its
+5 seeds' std" draw five fits at a time from what each subset keeps (10000
+draws): the median of their std, and how often it is above the 0.03 the
+suite's targets allow. A row whose five seeds pass or miss that target by
+a hair says little; this says how often they would.
+
 ``--features FILE.npz`` (arrays ``X`` and ``y``) replaces ``--dataset`` on a
 machine that cannot build the data set, such as a GPU machine without the
 encoders; ``--device`` chooses where the runs train.
@@ -63,8 +70,12 @@ MAX_SUBSETS = 20000
 MAX_CONSENSUS_SUBSETS = 200
 # A kept run below this ACC counts as a bad pick (on BBC: two topics merged).
 BAD_ACC = 0.9
+# The suite fits five seeds, and issue 3 asks their ACC's std to be at most 0.03.
+SUITE_SEEDS = 5
+SPREAD_TARGET = 0.03
 _BEST_RUN_HEADER = (
-    f"| runs | ACC of the best-scored run | its mean's pool error | below {BAD_ACC} ACC |"
+    f"| runs | ACC of the best-scored run | its mean's pool error | below {BAD_ACC} ACC "
+    f"| its {SUITE_SEEDS} seeds' std, median | above {SPREAD_TARGET} |"
 )
 
 
@@ -106,6 +117,24 @@ def pool_error(
     rng = np.random.default_rng(seed)
     resamples = rng.integers(0, len(scores), (draws, len(scores)))
     return float(np.std(expected_best_accuracy(scores[resamples], accuracy[resamples], n)))
+
+
+def seed_spread(
+    kept: np.ndarray, seeds: int = SUITE_SEEDS, draws: int = 10000, seed: int = 0
+) -> np.ndarray:
+    """Population std of the ACC of ``seeds`` fits, each fit's ACC drawn from
+    ``kept`` (what one fit keeps, one value per subset of the pool): ``draws``
+    such stds. It shows how far the suite's five-seed std can fall from the
+    spread a fit really has: five values estimate a std to about a third of
+    itself."""
+    rng = np.random.default_rng(seed)
+    return np.asarray(kept)[rng.integers(0, len(kept), (draws, seeds))].std(axis=1)
+
+
+def _spread_cells(kept: np.ndarray) -> tuple[str, str]:
+    """The median of the suite's seed std, and how often it is above the target."""
+    spread = seed_spread(kept)
+    return f"{np.median(spread):.3f}", f"{np.mean(spread > SPREAD_TARGET):.0%}"
 
 
 def consensus_accuracy(
@@ -216,8 +245,9 @@ def main(argv=None) -> pd.DataFrame:
     data_tensor = torch.as_tensor(np.ascontiguousarray(data.X), dtype=torch.float32)
     neighbors = NeighbourViews(data_tensor, model.n_neighbors, metric=model.metric).neighbors
     neighbors = neighbors.numpy()
-    print(f"{_BEST_RUN_HEADER} ACC of their consensus | best or consensus (the default) |")
-    print("|---|---|---|---|---|---|")
+    print(f"{_BEST_RUN_HEADER} ACC of their consensus | best or consensus (the default) "
+          f"| its {SUITE_SEEDS} seeds' std above {SPREAD_TARGET} |")
+    print("|---|---|---|---|---|---|---|---|---|")
     scores = runs["score"].to_numpy()
     for n in args.keep:
         cells, kept = _best_run_cells(runs, n)
@@ -228,7 +258,7 @@ def main(argv=None) -> pd.DataFrame:
             else (kept, kept)
         )
         print(f"{cells} {combined.mean():.3f} ± {combined.std():.3f} | "
-              f"{gated.mean():.3f} ± {gated.std():.3f} |")
+              f"{gated.mean():.3f} ± {gated.std():.3f} | {_spread_cells(gated)[1]} |")
     return runs
 
 
@@ -237,8 +267,10 @@ def _best_run_cells(runs: pd.DataFrame, n: int) -> tuple[str, np.ndarray]:
     gives, and the ACC it kept from each subset."""
     scores, accuracy = runs["score"].to_numpy(), runs["ACC"].to_numpy()
     kept = kept_accuracy(scores, accuracy, n)
+    median, above = _spread_cells(kept)
     cells = (f"| {n} | {kept.mean():.3f} ± {kept.std():.3f} | "
-             f"{pool_error(scores, accuracy, n):.3f} | {np.mean(kept < BAD_ACC):.1%} |")
+             f"{pool_error(scores, accuracy, n):.3f} | {np.mean(kept < BAD_ACC):.1%} | "
+             f"{median} | {above} |")
     return cells, kept
 
 
@@ -248,7 +280,7 @@ def report_stored(runs: pd.DataFrame, name: str, keep: list[int]) -> None:
     rho = spearmanr(runs["score"], runs["ACC"]).statistic
     print(f"{name}: {len(runs)} runs, Spearman(score, ACC) = {rho:.2f}\n")
     print(_BEST_RUN_HEADER)
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for n in keep:
         print(_best_run_cells(runs, n)[0])
 

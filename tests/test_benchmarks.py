@@ -106,6 +106,20 @@ def test_expected_best_accuracy_is_the_mean_over_every_subset_and_its_error_is_b
     assert 0 < large < small
 
 
+def test_seed_spread_is_the_std_of_fits_drawn_from_what_a_fit_keeps():
+    restarts = _benchmark_module("restarts")
+    # Every fit keeps the same ACC: five seeds can only read no spread.
+    assert np.all(restarts.seed_spread(np.full(7, 0.6)) == 0)
+    # Two outcomes, equally likely: five draws split at best 3 to 2, a std of
+    # 0.1 * sqrt(0.4 * 0.6), and are sometimes all alike, a std of zero.
+    spread = restarts.seed_spread(np.array([0.6, 0.7]), draws=4000)
+    assert spread.shape == (4000,) and spread.max() == pytest.approx(0.1 * np.sqrt(0.24))
+    assert 0 < np.mean(spread == 0) < 0.1
+    # More seeds estimate the same spread more tightly.
+    wide = restarts.seed_spread(np.linspace(0.5, 0.7, 21), seeds=5).std()
+    assert restarts.seed_spread(np.linspace(0.5, 0.7, 21), seeds=50).std() < wide / 2
+
+
 def test_the_gate_keeps_the_consensus_only_when_it_scores_at_least_the_best_run():
     consensus_accuracy = _benchmark_module("restarts").consensus_accuracy
     y = np.array([0, 0, 0, 1, 1, 1])
@@ -152,8 +166,9 @@ def test_restarts_script_records_every_run(tmp_path):
     assert list(runs["seed"]) == [0, 1, 2]
     assert runs["ACC"].between(0, 1).all() and (runs["score"] > 0).all()
     two = next(line for line in stdout.splitlines() if line.startswith("| 2 |"))
-    # The best-scored run's ACC, the consensus's and the default's, each a mean ± std.
-    assert two.count("±") == 3
+    # The best-scored run's ACC, the consensus's and the default's, each a mean ± std,
+    # and how often five seeds of each would read a std above the target.
+    assert two.count("±") == 3 and two.count("%") == 3
     # The stored runs give the best-scored run's cells again, without a fit.
     stored = _stored(tmp_path / "restarts.csv", "--keep", "2")
     again = next(line for line in stored.splitlines() if line.startswith("| 2 |"))
