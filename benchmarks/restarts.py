@@ -245,9 +245,8 @@ def main(argv=None) -> pd.DataFrame:
     data_tensor = torch.as_tensor(np.ascontiguousarray(data.X), dtype=torch.float32)
     neighbors = NeighbourViews(data_tensor, model.n_neighbors, metric=model.metric).neighbors
     neighbors = neighbors.numpy()
-    print(f"{_BEST_RUN_HEADER} ACC of their consensus | best or consensus (the default) "
-          f"| its {SUITE_SEEDS} seeds' std above {SPREAD_TARGET} |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    _print_header(f"{_BEST_RUN_HEADER} ACC of their consensus | best or consensus (the "
+                  f"default) | its {SUITE_SEEDS} seeds' std above {SPREAD_TARGET} |")
     scores = runs["score"].to_numpy()
     for n in args.keep:
         cells, kept = _best_run_cells(runs, n)
@@ -260,6 +259,13 @@ def main(argv=None) -> pd.DataFrame:
         print(f"{cells} {combined.mean():.3f} ± {combined.std():.3f} | "
               f"{gated.mean():.3f} ± {gated.std():.3f} | {_spread_cells(gated)[1]} |")
     return runs
+
+
+def _print_header(header: str) -> None:
+    """A markdown table's header and its separator, one column per cell, so
+    that a column added to the header cannot leave the separator short."""
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
 
 
 def _best_run_cells(runs: pd.DataFrame, n: int) -> tuple[str, np.ndarray]:
@@ -279,8 +285,7 @@ def report_stored(runs: pd.DataFrame, name: str, keep: list[int]) -> None:
     consensus needs the runs' probabilities, which the CSV does not keep."""
     rho = spearmanr(runs["score"], runs["ACC"]).statistic
     print(f"{name}: {len(runs)} runs, Spearman(score, ACC) = {rho:.2f}\n")
-    print(_BEST_RUN_HEADER)
-    print("|---|---|---|---|---|---|")
+    _print_header(_BEST_RUN_HEADER)
     for n in keep:
         print(_best_run_cells(runs, n)[0])
 

@@ -166,8 +166,9 @@ def test_restarts_script_records_every_run(tmp_path):
     assert list(runs["seed"]) == [0, 1, 2]
     assert runs["ACC"].between(0, 1).all() and (runs["score"] > 0).all()
     two = next(line for line in stdout.splitlines() if line.startswith("| 2 |"))
-    # The best-scored run's ACC, the consensus's and the default's, each a mean ± std,
-    # and how often five seeds of each would read a std above the target.
+    # The best-scored run's ACC, the consensus's and the default's, each a mean ± std;
+    # the share of bad picks, and how often five seeds of the best-scored run and of
+    # the default would read a std above the target.
     assert two.count("±") == 3 and two.count("%") == 3
     # The stored runs give the best-scored run's cells again, without a fit.
     stored = _stored(tmp_path / "restarts.csv", "--keep", "2")
