@@ -12,19 +12,31 @@ nearest neighbours as positives (``refine_epochs``).
 """
 
 import argparse
+import gzip
 import time
+from pathlib import Path
 
+import numpy as np
 from sklearn.cluster import KMeans
 
 from skcdc import CDCClustering
-from skcdc.datasets import load_fashion_mnist
 from skcdc.metrics import clustering_report
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--quick", action="store_true", help="2000 images, 5 epochs")
 args = parser.parse_args()
 
-images, labels = load_fashion_mnist("test")
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (Fashion-MNIST's format) as a uint8 array."""
+    data = gzip.decompress(path.read_bytes())
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3]))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * data[3]).reshape(shape)
+
+
+root = Path("/usr/share/datasets/fashion-mnist")
+images = read_idx(root / "t10k-images-idx3-ubyte.gz")
+labels = read_idx(root / "t10k-labels-idx1-ubyte.gz")
 n_images, epochs = (2000, 5) if args.quick else (len(images), 50)
 images, labels = images[:n_images], labels[:n_images]
 

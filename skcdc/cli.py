@@ -188,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         "--epochs",
         type=int,
         default=None,
-        help="CDC epochs per run (default: the estimator's 'auto', 50 or 20, see its docs)",
+        help="CDC epochs per run (default: the estimator's 'auto')",
     )
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     fit.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")

@@ -3,9 +3,10 @@
 A network for :class:`skcdc.CDCClustering` is any ``torch.nn.Module`` class
 whose constructor accepts the keyword arguments ``in_features``,
 ``n_clusters`` and ``instance_dim`` (plus whatever the user passes in
-``network_kwargs``) and whose ``forward(x)`` returns ``(logits, z)``: the
-categorical logits of shape (B, n_clusters) and the instance vectors of shape
-(B, instance_dim), L2-normalised.
+``network_params``) and whose ``forward(x)`` returns ``(logits, z)``: the
+categorical logits of shape (B, n_clusters), or (B, n_heads, n_clusters) for
+several heads, and the instance vectors of shape (B, instance_dim),
+L2-normalised.
 
 In image mode the network class receives ``in_channels`` and ``image_size``
 (a (height, width) pair) instead of ``in_features``.
@@ -224,7 +225,7 @@ class VectorCDCNetwork(nn.Module):
         Number of input features.
     n_clusters : int
         Number of clusters, the width of the categorical head.
-    instance_dim : int
+    instance_dim : int, default=128
         Width of the instance head.
     hidden_dim : int, default=512
         Width of the encoder's hidden layers.
@@ -240,7 +241,7 @@ class VectorCDCNetwork(nn.Module):
         self,
         in_features: int,
         n_clusters: int,
-        instance_dim: int,
+        instance_dim: int = 128,
         hidden_dim: int = 512,
         n_layers: int = 2,
         dropout: float = 0.0,
@@ -263,8 +264,10 @@ class ImageCDCNetwork(nn.Module):
         1 for grey, 3 for RGB.
     image_size : tuple of int
         (height, width) of the images.
-    n_clusters, instance_dim : int
-        Widths of the categorical and instance heads.
+    n_clusters : int
+        Width of the categorical head.
+    instance_dim : int, default=128
+        Width of the instance head.
     backbone : str or nn.Module class, default="auto"
         ``"small_cnn"`` (:class:`SmallCNN`), ``"resnet18"``, ``"resnet34"``,
         ``"resnet50"`` (torchvision, with the small-image stem up to 32 px),
@@ -287,7 +290,7 @@ class ImageCDCNetwork(nn.Module):
         in_channels: int,
         image_size: tuple[int, int],
         n_clusters: int,
-        instance_dim: int,
+        instance_dim: int = 128,
         backbone: str | type[nn.Module] = "auto",
         backbone_kwargs: dict | None = None,
         backbone_weights: dict | str | None = None,

@@ -1,78 +1,31 @@
-"""skcdc's own file format: tensors and plain Python values, never code.
+"""Saving a fitted :class:`~skcdc.CDCClustering` in skcdc's own safe format.
 
-Every file is a ``torch.save`` of a dict and is read back with
-``torch.load(weights_only=True)``, which refuses to execute anything stored in
-it. Each file carries the skcdc version and a format number; a file of another
-format number is refused with :class:`~skcdc.exceptions.IncompatibleFileError`.
-Writes go to a temporary file that replaces the target at the end, so a run
-killed while saving leaves the previous file intact.
+:func:`save_model` writes the parameters, the network's weights and the fitted
+attributes as tensors and plain values (:mod:`skcdc.files`); :func:`load_model`
+reads them back with ``torch.load(weights_only=True)``, so loading a model never
+runs code from the file, unlike pickle or joblib.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
-from .exceptions import IncompatibleFileError
+from . import files
+from ._plan import make_plan
+from .estimator import CDCClustering
+from .networks import SelectHead
+from .training.consensus import RestartConsensus
+from .training.runs import build_network
+from .training.stages import backbone_encoder
 
-__all__ = ["FORMAT_VERSION", "load", "load_model", "save", "save_model"]
-
-# Bumped whenever the layout of a file changes in a way an older reader cannot follow.
-FORMAT_VERSION = 1
-
-
-def save(content: dict[str, Any], path: str | os.PathLike, *, kind: str) -> None:
-    """Atomically write ``content`` (tensors, numbers, strings, lists, dicts) to ``path``."""
-    from . import __version__
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "kind": kind,
-        "format_version": FORMAT_VERSION,
-        "skcdc_version": __version__,
-        **content,
-    }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load(path: str | os.PathLike, *, kind: str) -> dict[str, Any]:
-    """Read a file written by :func:`save`, on the CPU, without executing code."""
-    from . import __version__
-
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # pickle errors of many kinds: name the file, not the internals
-        raise IncompatibleFileError(
-            f"{path} is not a readable skcdc {kind} file ({type(exc).__name__}: {exc})."
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("kind") != kind:
-        found = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
-        raise IncompatibleFileError(f"{path} is not an skcdc {kind} file (it holds {found!r}).")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise IncompatibleFileError(
-            f"{path} was written by skcdc {payload.get('skcdc_version')} in file format "
-            f"{payload.get('format_version')}; skcdc {__version__} reads format {FORMAT_VERSION}. "
-            f"Install skcdc=={payload.get('skcdc_version')} to read it, or train again."
-        )
-    return payload
-
+__all__ = ["load_model", "save_model"]
 
 # Fitted attributes that are arrays (stored as tensors) and plain values.
 _ARRAYS = (
@@ -87,92 +40,111 @@ _VALUES = (
     "n_iter_",
     "best_head_",
     "stop_reason_",
-    "n_features_in_",
-    "image_shape_",
     "refined_",
     "consensus_",
 )
 
 
-def save_model(model: Any, path: str | os.PathLike) -> None:
-    """Save a fitted :class:`~skcdc.CDCClustering` in skcdc's own safe format.
+def save_model(model: CDCClustering, path: str | os.PathLike) -> None:
+    """Save a fitted model; :func:`load_model` reads it without running code.
 
-    The file holds the parameters, the network's weights and the fitted
-    attributes as tensors and plain values; :func:`load_model` reads it with
-    ``torch.load(weights_only=True)``, so loading never runs code from the file
-    (unlike pickle or joblib). Models with a user-supplied ``network``,
-    ``backbone`` class or ``augmentation`` callable are refused: a class cannot
-    be stored without code; pickle those instead.
+    Models with a user-supplied ``network`` class, a ``backbone`` class or an
+    ``augmentation`` callable are refused: a class cannot be stored without
+    code; pickle those instead (and load only files you trust).
 
     Raises
     ------
     sklearn.exceptions.NotFittedError
         The model has not been fitted.
     TypeError
-        ``network``, ``backbone`` or ``augmentation`` is code rather than a
-        built-in name; nothing is written.
+        A parameter is code rather than a built-in name; nothing is written.
     """
-    from sklearn.utils.validation import check_is_fitted
-
     check_is_fitted(model)
     params = model.get_params()
-    for name in ("network", "backbone", "augmentation"):
-        if not isinstance(params[name], str):
+    network_params = dict(params["network_params"] or {})
+    for name, value in (
+        ("network", params["network"]),
+        ("augmentation", params["augmentation"]),
+        ("network_params['backbone']", network_params.get("backbone", "auto")),
+    ):
+        if not isinstance(value, str):
             raise TypeError(
-                f"save_model stores built-in networks only; {name}={params[name]!r} is code. "
+                f"save_model stores built-in networks only; {name}={value!r} is code. "
                 "Use joblib.dump(model, path) for this model (load only files you trust)."
             )
+    # The weights are in the network's state; a file name would be read again.
+    network_params.pop("backbone_weights", None)
+    params["network_params"] = network_params or None
     if not isinstance(params["random_state"], (int, type(None))):
         params["random_state"] = None
-    if not isinstance(params["backbone_weights"], (str, type(None))):
-        params["backbone_weights"] = None  # the weights are in the network's state anyway
-    if not isinstance(params["checkpoint_dir"], (str, type(None))):
-        params["checkpoint_dir"] = str(params["checkpoint_dir"])
-    if not isinstance(params["device"], str):
-        params["device"] = str(params["device"])
-    # A model loaded from an older file may lack an attribute added since.
-    fitted = {
-        name: torch.from_numpy(np.ascontiguousarray(getattr(model, name)))
-        for name in _ARRAYS
-        if hasattr(model, name)
-    }
-    values = {name: getattr(model, name) for name in _VALUES if hasattr(model, name)}
-    if "image_shape_" in values:
-        values["image_shape_"] = list(values["image_shape_"])
+    for name in ("checkpoint_dir", "device"):
+        if params[name] is not None and not isinstance(params[name], str):
+            params[name] = str(params[name])
+    values = {name: getattr(model, name) for name in _VALUES}
+    if hasattr(model, "image_shape_"):
+        values["image_shape_"] = list(model.image_shape_)
+    else:
+        values["n_features_in_"] = model.n_features_in_
     if hasattr(model, "feature_names_in_"):
         values["feature_names_in_"] = [str(n) for n in model.feature_names_in_]
-    history = model.history_.to_dict("list")
-    network = {k: v.detach().cpu() for k, v in model.network_.state_dict().items()}
-    save(
+    files.save(
         {
             "params": params,
-            "network": network,
-            "arrays": fitted,
+            "network": {k: v.detach().cpu() for k, v in model.network_.state_dict().items()},
+            "arrays": {
+                name: torch.from_numpy(np.ascontiguousarray(getattr(model, name)))
+                for name in _ARRAYS
+            },
             "values": values,
-            "history": history,
+            "history": model.history_.to_dict("list"),
         },
         path,
         kind="model",
     )
 
 
-def load_model(path: str | os.PathLike) -> Any:
+def load_model(path: str | os.PathLike) -> CDCClustering:
     """Load a model written by :func:`save_model`, on the CPU, without running code."""
-    from .estimator import CDCClustering
-
-    payload = load(path, kind="model")
+    payload = files.load(path, kind="model")
     model = CDCClustering(**payload["params"])
     for name, tensor in payload["arrays"].items():
         setattr(model, name, tensor.numpy())
     for name, value in payload["values"].items():
         setattr(model, name, value)
-    if "image_shape_" in payload["values"]:
+    if hasattr(model, "image_shape_"):
         model.image_shape_ = tuple(model.image_shape_)
-    if "feature_names_in_" in payload["values"]:
+    if hasattr(model, "feature_names_in_"):
         model.feature_names_in_ = np.asarray(model.feature_names_in_, dtype=object)
     model.history_ = pd.DataFrame(payload["history"])
-    model.network_ = model._skeleton_network()
+    model.network_ = _skeleton(model)
     model.network_.load_state_dict(payload["network"])
     model.network_.eval()
     model.device_ = torch.device("cpu")
     return model
+
+
+def _skeleton(model: CDCClustering) -> nn.Module:
+    """The fitted network's architecture with blank weights, for its state dict."""
+    images = hasattr(model, "image_shape_")
+    shape = model.image_shape_ if images else (model.n_features_in_,)
+    like: Any = torch.zeros(2, *shape) if images else np.zeros((2, *shape), dtype=np.float32)
+    plan = make_plan(
+        model.get_params(),
+        n_samples=2,
+        images=images,
+        image_shape=shape if images else None,
+        device=torch.device("cpu"),
+    )
+    network = build_network(plan, like)
+    if model.refined_:
+        encoder = backbone_encoder(network)
+        width = network[1].heads.categorical.in_features
+        heads = build_network(plan.refinement, np.zeros((2, width), dtype=np.float32))
+        network = nn.Sequential(*encoder, *heads)
+    if model.consensus_:
+        # The heads, centres and variance are buffers the state dict fills.
+        runs = [network] + [build_network(plan, like) for _ in model.run_scores_[1:]]
+        centers = torch.zeros(model.n_clusters, len(runs) * model.n_clusters)
+        return RestartConsensus(runs, [0] * len(runs), centers, 1.0, reference=0)
+    network.append(SelectHead(model.best_head_))
+    return network

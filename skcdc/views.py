@@ -1,8 +1,7 @@
 """Views: how the two members of a positive pair are made.
 
 For vector input (frozen-feature mode) the positive of a sample is one of its
-``k`` nearest neighbours in the input space, the practice of SCAN and TEMI,
-with optional Gaussian feature noise on both members. For images (image mode)
+``k`` nearest neighbours in the input space, the practice of SCAN and TEMI. For images (image mode)
 the two members are two random augmentations of the same image, made with
 ``torchvision.transforms.v2``.
 """
@@ -87,14 +86,6 @@ class NeighbourViews:
         nearest neighbours (the sample itself excluded).
     metric : {"euclidean", "cosine"}
         Distance for the neighbour search.
-    noise : float
-        Standard deviation of Gaussian noise added to both views, relative to
-        each feature's standard deviation over the training set.
-    mutual : bool
-        Draw the positive only from the *mutual* neighbours (``j`` is among
-        the ``n_neighbors`` of ``i`` and ``i`` among those of ``j``); a sample
-        with none keeps its nearest neighbour. ``neighbors`` stays the whole
-        graph either way.
 
     Attributes
     ----------
@@ -102,86 +93,36 @@ class NeighbourViews:
         The nearest neighbours of each sample, nearest first.
     """
 
-    def __init__(
-        self,
-        data: torch.Tensor,
-        n_neighbors: int,
-        *,
-        metric: str = "euclidean",
-        noise: float = 0.0,
-        mutual: bool = False,
-    ) -> None:
+    def __init__(self, data: torch.Tensor, n_neighbors: int, *, metric: str = "euclidean") -> None:
         self.data = data
         self.n_neighbors = min(n_neighbors, data.shape[0] - 1)
-        self.noise = noise
         self.neighbors = (
             knn_indices(data, data, self.n_neighbors, metric=metric, exclude_self=True)
             if self.n_neighbors > 0
             else torch.arange(data.shape[0], device=data.device)[:, None]
         )
-        # Positives are drawn from the first ``_counts[i]`` entries of row i.
-        self._positives, self._counts = (
-            _mutual_first(self.neighbors) if mutual and self.n_neighbors > 0 else (self.neighbors, None)
-        )
-        self._scale = data.std(dim=0, keepdim=True) if data.shape[0] > 1 else None
 
     def __call__(
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the samples ``index`` (a batch of row indices)."""
-        anchor = self.data[index]
-        positive = self.data[_random_neighbours(self._positives, index, generator, self._counts)]
-        if self.noise > 0 and self._scale is not None:
-            anchor = anchor + self._noise_like(anchor, generator)
-            positive = positive + self._noise_like(positive, generator)
-        return anchor, positive
+        return self.data[index], self.data[_random_neighbours(self.neighbors, index, generator)]
 
     def of_itself(self) -> NeighbourViews:
-        """Views that pair each sample with itself (feature noise still applies),
-        for losses whose target must stay with the sample it was read from."""
+        """Views that pair each sample with itself, for losses whose target
+        must stay with the sample it was read from."""
         views = copy.copy(self)
         views.neighbors = torch.arange(self.data.shape[0], device=self.data.device)[:, None]
-        views._positives, views._counts = views.neighbors, None
         return views
-
-    def _noise_like(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        noise = torch.randn(x.shape, generator=generator, device=_device(generator)).to(x.device)
-        return noise * self._scale * self.noise
-
-
-def _mutual_first(neighbors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row of the graph reordered so that its mutual neighbours come first
-    (nearest first among them), and how many of them there are (at least one,
-    so that a sample without a mutual neighbour keeps its nearest)."""
-    rows = torch.arange(neighbors.shape[0], device=neighbors.device)[:, None]
-    # Column by column, so memory stays at N x k rather than N x k x k.
-    mutual = torch.stack(
-        [(neighbors[neighbors[:, m]] == rows).any(dim=1) for m in range(neighbors.shape[1])], dim=1
-    )
-    # A stable sort on "not mutual" keeps the distance order within each group.
-    order = torch.sort((~mutual).to(torch.uint8), dim=1, stable=True).indices
-    return neighbors.gather(1, order), mutual.sum(dim=1).clamp_(min=1)
 
 
 def _random_neighbours(
-    neighbors: torch.Tensor,
-    index: torch.Tensor,
-    generator: torch.Generator | None,
-    counts: torch.Tensor | None = None,
+    neighbors: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """One uniformly drawn neighbour of each sample of ``index`` (all on one
-    device), among the first ``counts[i]`` of its row when counts are given."""
-    device = _device(generator)
-    if counts is None:
-        choice = torch.randint(neighbors.shape[1], (index.shape[0],), generator=generator, device=device)
-    else:
-        draw = torch.rand(index.shape[0], generator=generator, device=device)
-        choice = (draw * counts[index].to(device)).long()
+    """One uniformly drawn neighbour of each sample of ``index`` (all on one device)."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    choice = torch.randint(neighbors.shape[1], (index.shape[0],), generator=generator, device=device)
     return neighbors[index, choice.to(index.device)]
-
-
-def _device(generator: torch.Generator | None) -> torch.device:
-    return generator.device if generator is not None else torch.device("cpu")
 
 
 def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
@@ -253,12 +194,6 @@ class AugmentedViews:
         from torch's global generator, which the estimator seeds.
     device : torch.device
         Where the views are returned.
-    neighbors : LongTensor of shape (N, k), default=None
-        Nearest neighbours of each image (e.g. in pixel space), on the device
-        of the batch indices.
-    neighbour_rate : float, default=0.0
-        Probability that the second view is an augmentation of a random one of
-        the image's ``neighbors`` instead of the image itself.
     """
 
     def __init__(
@@ -266,34 +201,23 @@ class AugmentedViews:
         images: torch.Tensor,
         augmentation: Callable[[torch.Tensor], torch.Tensor],
         device: torch.device,
-        *,
-        neighbors: torch.Tensor | None = None,
-        neighbour_rate: float = 0.0,
     ) -> None:
         self.images = images
         self.augmentation = augmentation
         self.device = device
         # A v2 recipe of supported steps runs on the whole batch at once.
         self._batched = batched(augmentation, tuple(images.shape[2:]))
-        self.neighbors = neighbors
-        self.neighbour_rate = neighbour_rate
 
     def __call__(
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the images ``index``, as float tensors in [0, 1]."""
-        positive = index
-        if self.neighbors is not None and self.neighbour_rate > 0:
-            use = torch.rand(index.shape[0], generator=generator, device=_device(generator))
-            neighbour = _random_neighbours(self.neighbors, index, generator)
-            positive = torch.where(use.to(index.device) < self.neighbour_rate, neighbour, index)
-        return self._augment(self._batch(index)), self._augment(self._batch(positive))
+        batch = self._batch(index)
+        return self._augment(batch), self._augment(batch)
 
     def of_itself(self) -> AugmentedViews:
-        """Views that are two augmentations of each image itself, never of a neighbour."""
-        views = copy.copy(self)
-        views.neighbour_rate = 0.0
-        return views
+        """The same views: both are already augmentations of the image itself."""
+        return self
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
         if self._batched is not None:

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from skcdc import CDCClustering, estimator, persistence
-from skcdc.consensus import RestartConsensus, fit_consensus
+from skcdc.training.consensus import RestartConsensus, fit_consensus
 from skcdc.datasets import load_table
 
 # Short, unconstrained runs disagree with each other, so there is something to combine.

@@ -1,6 +1,5 @@
 """Behaviour of CDCClustering on vector input (frozen-feature mode)."""
 
-import math
 import pickle
 from typing import ClassVar
 
@@ -18,13 +17,13 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skcdc import CDCClustering
-from skcdc.engine import Engine, Phase, cosine_factor
-from skcdc.loss import LossOutput
 from skcdc.metrics import accuracy_scorer
-from skcdc.networks import VectorCDCNetwork
-from skcdc.views import NeighbourViews
 
 FAST = {"epochs": 10, "batch_size": 64, "n_init": 1, "random_state": 0}
+
+
+def test_has_the_parameters_a_user_sets_and_no_more():
+    assert len(CDCClustering().get_params()) <= 25
 
 
 def test_recovers_separated_clusters(blobs, fitted):
@@ -34,7 +33,7 @@ def test_recovers_separated_clusters(blobs, fitted):
 
 def test_fitted_attributes(blobs, fitted):
     X, _ = blobs
-    n, k, d = X.shape[0], 3, fitted.instance_dim
+    n, k, d = X.shape[0], 3, 128
     assert fitted.labels_.shape == (n,)
     assert fitted.categorical_embedding_.shape == (n, k)
     np.testing.assert_allclose(fitted.categorical_embedding_.sum(1), 1, rtol=1e-5)
@@ -68,7 +67,7 @@ def test_predict_matches_labels_and_probabilities(blobs, fitted):
 def test_transform_columns_are_categorical_then_instance(blobs, fitted):
     X, _ = blobs
     out = fitted.transform(X[:20])
-    assert out.shape == (20, 3 + fitted.instance_dim)
+    assert out.shape == (20, 3 + 128)
     np.testing.assert_allclose(out[:, :3], fitted.predict_proba(X[:20]), rtol=1e-6)
     np.testing.assert_allclose(out[:, 3:], fitted.instance_embedding_[:20], rtol=1e-5, atol=1e-6)
     names = fitted.get_feature_names_out()
@@ -173,7 +172,7 @@ class TinyNetwork(nn.Module):
 def test_user_network_class_with_kwargs(blobs):
     X, _ = blobs
     model = CDCClustering(
-        3, network=TinyNetwork, network_kwargs={"width": 7}, instance_dim=5, **FAST
+        3, network=TinyNetwork, network_params={"width": 7, "instance_dim": 5}, **FAST
     ).fit(X)
     assert model.network_[1].body[0].out_features == 7
     assert model.transform(X[:4]).shape == (4, 8)
@@ -226,6 +225,16 @@ def test_network_with_wrong_signature_is_refused(blobs):
     X, _ = blobs
     with pytest.raises(TypeError, match="in_features"):
         CDCClustering(3, network=nn.Linear, **FAST).fit(X)
+
+
+@pytest.mark.parametrize(
+    "network_params, match",
+    [({"hidden": 64}, "hidden_dim"), ({"in_features": 4}, "in_features"), ({"backbone": "x"}, "")],
+)
+def test_network_params_the_network_does_not_take_are_refused(blobs, network_params, match):
+    X, _ = blobs
+    with pytest.raises(ValueError, match=f"network_params.*{match}"):
+        CDCClustering(3, network_params=network_params, **FAST).fit(X)
 
 
 def test_verbose_shows_a_progress_bar_on_stderr(blobs, capsys):
@@ -324,8 +333,8 @@ def test_unknown_device_is_refused(blobs):
         ("tau_c", 0.0),
         ("mode", "pixels"),
         ("image_layout", "NCHW"),
-        ("backbone", "vgg16"),
         ("augmentation", "strong"),
+        ("network_params", "wide"),
     ],
 )
 def test_bad_hyper_parameters_are_refused(blobs, param, value):
@@ -336,7 +345,7 @@ def test_bad_hyper_parameters_are_refused(blobs, param, value):
 
 def test_several_heads_keep_the_lowest_loss_head(blobs):
     X, y = blobs
-    model = CDCClustering(3, n_heads=4, **FAST).fit(X)
+    model = CDCClustering(3, network_params={"n_heads": 4}, **FAST).fit(X)
     assert 0 <= model.best_head_ < 4
     assert model.predict_proba(X[:5]).shape == (5, 3)
     assert adjusted_rand_score(y, model.labels_) > 0.9
@@ -349,124 +358,3 @@ def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
     assert model.n_iter_ == FAST["epochs"] + 4
     assert list(model.history_["phase"]) == ["cdc"] * FAST["epochs"] + ["self-labelling"] * 4
     assert adjusted_rand_score(y, model.labels_) > 0.9
-
-
-@pytest.mark.parametrize(
-    "n_samples, params, expected",
-    [
-        (10000, {}, 10),  # 39 steps per epoch: 10 epochs are 390 steps
-        (2225, {}, 25),  # 8 steps per epoch
-        (1797, {}, 29),  # 7 steps per epoch
-        (240, {"batch_size": 64, "epochs": 15}, 15),  # 67 epochs, capped at `epochs`
-        (240, {"batch_size": 64, "epochs": 5}, 10),  # never under 10 epochs
-        (1797, {"self_labelling_epochs": 4}, 4),
-    ],
-)
-def test_auto_self_labelling_lasts_200_steps_or_10_epochs(n_samples, params, expected):
-    model = CDCClustering(3, **params)
-    X = np.zeros((n_samples, 2))
-    assert model._self_labelling_epochs(X) == expected
-    assert model._planned_epochs(X) == model._epochs(X) + expected
-
-
-@pytest.mark.parametrize(
-    "n_samples, params, n_init, epochs",
-    [
-        (5000, {}, 5, 50),
-        (5001, {}, 3, 20),  # three runs of 20 epochs cost 1.3 times one of 50
-        (5001, {"epochs": 50}, 3, 50),
-        (5001, {"n_init": 1}, 1, 50),
-        (5001, {"n_init": 3}, 3, 50),
-        (5001, {"n_init_epochs": 5}, 3, 50),  # compared early: the kept run trains on
-    ],
-)
-def test_auto_restarts_shorten_the_runs_of_large_feature_sets(n_samples, params, n_init, epochs):
-    model = CDCClustering(3, **params)
-    X = np.zeros((n_samples, 2))
-    assert model._restart_plan(X)[0] == n_init
-    assert model._epochs(X) == epochs
-    # Images keep one run of 50 epochs at any size.
-    assert CDCClustering(3)._epochs(torch.zeros(n_samples, 1, 4, 4)) == 50
-
-
-def test_auto_self_labelling_is_off_end_to_end_on_images():
-    assert CDCClustering(3)._self_labelling_epochs(torch.zeros(300, 1, 8, 8)) == 0
-
-
-def test_self_labelling_pairs_each_sample_with_itself(blobs):
-    """SCAN's self-labelling targets the same sample's other view: on vectors,
-    where the CDC phase pairs a sample with a neighbour, it pairs it with itself."""
-    X, _ = blobs
-    views = NeighbourViews(torch.as_tensor(X, dtype=torch.float32), 5)
-    seen = []
-
-    def recorder(logits_a, z_a, logits_b, z_b, index=None):
-        seen.append(bool(torch.equal(z_a, z_b)))
-        return LossOutput.of((logits_a.sum() + logits_b.sum()) * 0.0)
-
-    model = CDCClustering(3, self_labelling_epochs=1, **FAST)
-    phases = model._phases(X, views, 0, torch.device("cpu"))
-    engine = Engine(
-        VectorCDCNetwork(X.shape[1], 3, instance_dim=8, hidden_dim=16),
-        [Phase(phase.name, recorder, 1, views=phase.views) for phase in phases],
-        views,
-        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0),
-        sampler=range(X.shape[0]),
-        batch_size=50,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(0),
-        n_clusters=3,
-    )
-    engine.fit()
-    batches = X.shape[0] // 50
-    assert [phase.name for phase in phases] == ["cdc", "self-labelling"]
-    assert seen == [False] * batches + [True] * batches
-
-
-def _learning_rates(X, schedule, pause=None):
-    """The learning rate of every optimiser step of a 2-epoch and a 1-epoch
-    phase (8 steps an epoch), paused after epoch ``pause`` and resumed."""
-    network = VectorCDCNetwork(X.shape[1], 3, instance_dim=8, hidden_dim=16)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=0.01)
-    seen = []
-
-    def recorder(logits_a, z_a, logits_b, z_b, index=None):
-        seen.append(optimizer.param_groups[0]["lr"])
-        return LossOutput.of((logits_a.sum() + logits_b.sum()) * 0.0)
-
-    views = NeighbourViews(torch.as_tensor(X, dtype=torch.float32), 5)
-    engine = Engine(
-        network,
-        [Phase("cdc", recorder, 2), Phase("self-labelling", recorder, 1)],
-        views,
-        optimizer,
-        sampler=range(240),
-        batch_size=30,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(0),
-        n_clusters=3,
-        schedule=schedule,
-    )
-    if pause is not None:
-        engine.fit(until=pause)
-    engine.fit()
-    return seen
-
-
-def test_cosine_schedule_restarts_each_phase_and_resumes_exactly(blobs):
-    X = blobs[0]
-    cdc = [0.005 * (1 + math.cos(math.pi * step / 16)) for step in range(16)]
-    self_labelling = [0.005 * (1 + math.cos(math.pi * step / 8)) for step in range(8)]
-    assert _learning_rates(X, cosine_factor) == pytest.approx(cdc + self_labelling)
-    # Paused inside the first phase: the rate depends on the step alone.
-    assert _learning_rates(X, cosine_factor, pause=1) == pytest.approx(cdc + self_labelling)
-    assert _learning_rates(X, None) == [0.01] * 24
-
-
-def test_kmeans_warm_start_phase(blobs):
-    X, y = blobs
-    model = CDCClustering(3, init="kmeans", init_epochs=3, **FAST).fit(X)
-    sl = ["self-labelling"] * 10
-    assert list(model.history_["phase"]) == ["init"] * 3 + ["cdc"] * FAST["epochs"] + sl
-    assert model.n_iter_ == 3 + FAST["epochs"] + 10
-    assert adjusted_rand_score(y, model.labels_) > 0.95

@@ -6,10 +6,10 @@ import torch
 from sklearn.datasets import make_blobs
 from torch.utils.data import RandomSampler
 
-from skcdc.engine import Engine, Phase
+from skcdc.training.engine import Engine, Phase
 from skcdc.loss import CDCLoss
 from skcdc.networks import VectorCDCNetwork
-from skcdc.relocation import EmptyClusterRelocation, bisect, split_row, two_means_split
+from skcdc.training.relocation import EmptyClusterRelocation, bisect, split_row, two_means_split
 from skcdc.views import NeighbourViews
 
 

@@ -8,9 +8,7 @@ the network and the loss see only the batch they are handed.
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
@@ -22,19 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
-from . import persistence
-from .exceptions import DivergenceError
-from .loss import LossOutput
+from ..exceptions import DivergenceError
+from ..loss import LossOutput
 
-__all__ = [
-    "Callback",
-    "Checkpoint",
-    "Engine",
-    "Phase",
-    "ProgressBar",
-    "cosine_factor",
-    "native_bfloat16",
-]
+__all__ = ["DIVERGED", "INTERRUPTED", "Engine", "Phase", "epoch_steps", "native_bfloat16"]
 
 # Why an engine stopped before its last epoch (``Engine.stop_reason``).
 INTERRUPTED = "interrupted"
@@ -46,33 +35,20 @@ Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tens
 
 
 def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products in hardware: CUDA,
-    or a CPU with AVX512-BF16 or AMX.
+    """Whether ``device`` computes bfloat16 matrix products in hardware: a CUDA
+    device that torch reports as bfloat16-capable (compute capability 8.0 and
+    up), or a CPU with AVX512-BF16 or AMX.
 
     On other CPUs bfloat16 is emulated and slower than float32, so autocast
     there would cost time for nothing. torch has no public query for the CPU
     features; the private ones are looked up defensively.
     """
     if device.type == "cuda":
-        return True
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def cosine_factor(progress: float) -> float:
-    """Learning-rate factor of a cosine decay from 1 to 0 over ``progress``
-    in [0, 1) (SGDR's schedule without restarts)."""
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-# learning_rate_schedule name -> factor of the base learning rate at a
-# phase's progress in [0, 1).
-SCHEDULES: dict[str, Callable[[float], float] | None] = {
-    "constant": None,
-    "cosine": cosine_factor,
-}
 
 
 def epoch_steps(n_samples: int, batch_size: int) -> int:
@@ -97,69 +73,6 @@ class Phase:
     views: Views | None = None
 
 
-class Callback:
-    """Base class of the engine's callbacks; every hook does nothing by default."""
-
-    def on_train_begin(self, engine: Engine) -> None:
-        """Called once before the first epoch."""
-
-    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
-        """Called after every epoch with that epoch's log."""
-
-    def on_train_end(self, engine: Engine) -> None:
-        """Called once after the last epoch, also when training stops early."""
-
-
-class ProgressBar(Callback):
-    """A tqdm bar over the epochs that shows the current loss (on stderr)."""
-
-    def __init__(self, **tqdm_kwargs: Any) -> None:
-        self.tqdm_kwargs = tqdm_kwargs
-        self._bar = None
-
-    def on_train_begin(self, engine: Engine) -> None:
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=engine.epochs, initial=engine.epoch, unit="epoch", **self.tqdm_kwargs)
-
-    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
-        self._bar.set_postfix(loss=f"{log['loss']:.4f}", balance=f"{log['cluster_entropy']:.3f}")
-        self._bar.update()
-
-    def on_train_end(self, engine: Engine) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-class Checkpoint(Callback):
-    """Saves the engine's full state every ``every`` epochs and after the last.
-
-    The file (skcdc's own format, :mod:`skcdc.persistence`) holds the
-    network, the optimiser, every random generator and the history, so
-    :meth:`Engine.load_state_dict` continues exactly where the run stopped.
-
-    Parameters
-    ----------
-    path : path-like
-        The file to write; replaced atomically each time.
-    every : int
-        Save period in epochs.
-    metadata : dict
-        Stored beside the state (e.g. what identifies the run).
-    """
-
-    def __init__(self, path: str | os.PathLike, every: int = 1, metadata: dict | None = None):
-        self.path = path
-        self.every = every
-        self.metadata = dict(metadata or {})
-
-    def on_epoch_end(self, engine: Engine, log: dict[str, float]) -> None:
-        if engine.epoch % self.every == 0 or engine.epoch == engine.epochs:
-            persistence.save(
-                {**self.metadata, "state": engine.state_dict()}, self.path, kind="checkpoint"
-            )
-
-
 def cluster_size_entropy(counts: torch.Tensor) -> float:
     """Entropy of the cluster sizes divided by ``log K``: 1 is perfectly balanced."""
     n_clusters = counts.numel()
@@ -178,8 +91,8 @@ class Engine:
     network : nn.Module
         Maps a batch of inputs to ``(logits, z)``.
     phases : sequence of Phase
-        Run in order with one optimiser: a warm start, the CDC phase, a
-        self-labelling phase, each with its own loss.
+        Run in order with one optimiser: the CDC phase, then self-labelling,
+        each with its own loss.
     views : callable
         ``views(index, generator) -> (view_a, view_b)`` for a batch of indices.
     optimizer : torch.optim.Optimizer
@@ -189,17 +102,27 @@ class Engine:
     device : torch.device
     generator : torch.Generator
         Source of all the randomness the views draw.
+    n_clusters : int
     mixed_precision : bool
         Autocast the network to bfloat16 where the device computes it
         natively (:func:`native_bfloat16`); float32 elsewhere.
-    callbacks : sequence of Callback
-    schedule : callable or None
-        ``schedule(progress) -> factor``: before every optimiser step the
-        learning rate of each parameter group is its initial one times the
-        factor at that step's progress through its phase, in [0, 1) (e.g.
-        :func:`cosine_factor`). Each phase runs its own schedule, being a new
-        loss. A pure function of the step, so a run resumed from a checkpoint
-        follows it exactly with no state of its own. None: constant.
+    callbacks : sequence of :class:`~skcdc.training.callbacks.Callback`
+        Called around every epoch; their own state is part of
+        :meth:`state_dict`, so a resumed run continues as an uninterrupted one.
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs completed, all phases together.
+    cluster_counts : LongTensor of shape (n_heads, n_clusters)
+        How many training samples each head put in each cluster (by the
+        argmax that prediction uses) in the last epoch.
+    head_losses : list of float
+        Each categorical head's mean loss in the last epoch.
+    logs : list of dict
+        One record per completed epoch.
+    stop_reason : str or None
+        ``"interrupted"`` or ``"diverged"`` when training stopped early.
     """
 
     def __init__(
@@ -215,8 +138,7 @@ class Engine:
         generator: torch.Generator,
         n_clusters: int,
         mixed_precision: bool = False,
-        callbacks: Sequence[Callback] = (),
-        schedule: Callable[[float], float] | None = None,
+        callbacks: Sequence[Any] = (),
     ) -> None:
         self.network = network
         self.phases = list(phases)
@@ -230,13 +152,9 @@ class Engine:
         self.n_clusters = n_clusters
         self.mixed_precision = mixed_precision and native_bfloat16(device)
         self.callbacks = list(callbacks)
-        self.schedule = schedule
-        self._base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.epoch = 0
         self.head_losses: list[float] = []
-        # Per head and cluster, (H, K): how many epochs in a row it has had no
-        # sample (None before the first epoch).
-        self.empty_epochs: torch.Tensor | None = None
+        self.cluster_counts: torch.Tensor | None = None
         self.logs: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
 
@@ -250,12 +168,7 @@ class Engine:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def _set_learning_rate(self, progress: float) -> None:
-        factor = self.schedule(progress)
-        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
-            group["lr"] = base * factor
-
-    def _run_epoch(self, phase: Phase, phase_epoch: int) -> dict[str, float]:
+    def _run_epoch(self, phase: Phase) -> dict[str, float]:
         criterion = phase.criterion
         views = phase.views if phase.views is not None else self.views
         self.network.train()
@@ -271,15 +184,8 @@ class Engine:
             "contrastive": torch.zeros((), device=self.device),
         }
         n_batches = 0
-        # Steps of this phase before this epoch, and in all: the schedule's
-        # clock, read once per epoch rather than per step.
-        steps_per_epoch = self.steps_per_epoch
-        steps_done = phase_epoch * steps_per_epoch
-        phase_steps = phase.epochs * steps_per_epoch
         start = time.perf_counter()
         for batch in batches:
-            if self.schedule is not None:
-                self._set_learning_rate((steps_done + n_batches) / phase_steps)
             index = torch.as_tensor(batch, device=self.device)
             view_a, view_b = views(index, self.generator)
             with self._autocast():
@@ -299,9 +205,7 @@ class Engine:
             n_batches += 1
         n_batches = max(n_batches, 1)
         self.head_losses = (head_losses / n_batches).tolist()
-        empty = (counts == 0).long()
-        previous = self.empty_epochs if self.empty_epochs is not None else 0
-        self.empty_epochs = (previous + empty) * empty
+        self.cluster_counts = counts
         best = int(torch.as_tensor(self.head_losses).argmin())
         return {
             "loss": totals["loss"].item() / n_batches,
@@ -317,7 +221,7 @@ class Engine:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly: weights, optimiser,
-        random generators, epoch, logs. Tensors are copied to the CPU."""
+        callbacks, random generators, epoch, logs. Tensors are copied to the CPU."""
         state = self._weights_and_logs(_to_cpu)
         state["view_generator"] = self.generator.get_state()
         state["torch_rng"] = torch.get_rng_state()
@@ -335,8 +239,8 @@ class Engine:
         self.epoch = int(state["epoch"])
         self.head_losses = list(state["head_losses"])
         self.logs = [dict(log) for log in state["logs"]]
-        empty_epochs = state.get("empty_epochs")
-        self.empty_epochs = None if empty_epochs is None else empty_epochs.to(self.device)
+        for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
+            callback.load_state_dict(_to_device(callback_state, self.device))
         if not rng:
             return
         self.generator.set_state(state["view_generator"])
@@ -353,8 +257,7 @@ class Engine:
         """Run the phases in order from ``self.epoch``, calling the callbacks.
 
         ``until`` stops after that epoch (counted over all phases); calling
-        ``fit`` again continues from there, so a run can be paused, compared
-        with others and resumed.
+        ``fit`` again continues from there.
 
         A NaN or infinite epoch loss, or a ``KeyboardInterrupt``, restores the
         weights of the last completed epoch and sets :attr:`stop_reason`
@@ -367,24 +270,23 @@ class Engine:
         for callback in self.callbacks:
             callback.on_train_begin(self)
         try:
-            for phase, phase_epoch in self._remaining_phases():
+            for phase in self._remaining_phases():
                 if until is not None and self.epoch >= until:
                     break
-                log = {
-                    "epoch": self.epoch + 1,
-                    "phase": phase.name,
-                    **self._run_epoch(phase, phase_epoch),
-                }
+                log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase)}
                 if not math.isfinite(log["loss"]):
                     self.stop_reason = DIVERGED
                     break
                 self.epoch += 1
                 self.logs.append(log)
-                # Before the callbacks: an interrupt while they run (a
-                # checkpoint being written) still finds this epoch kept.
-                last_good = self._snapshot()
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, log)
+                # After the callbacks, which may change the weights (relocation),
+                # and before the checkpoint hook, so that an interrupt while a
+                # file is written still finds this epoch kept.
+                last_good = self._snapshot()
+                for callback in self.callbacks:
+                    callback.on_epoch_saved(self)
         except KeyboardInterrupt:
             if self.epoch == 0:
                 raise
@@ -409,38 +311,52 @@ class Engine:
         self.network.eval()
         return self
 
-    def _remaining_phases(self) -> Iterable[tuple[Phase, int]]:
-        """``(phase, epoch within it)`` per remaining epoch, skipping the
-        epochs already run."""
+    def _remaining_phases(self) -> Iterable[Phase]:
+        """The phase of each remaining epoch, skipping the epochs already run."""
         done = 0
         for phase in self.phases:
-            for phase_epoch in range(phase.epochs):
+            for _ in range(phase.epochs):
                 done += 1
                 if done > self.epoch:
-                    yield phase, phase_epoch
+                    yield phase
 
     def _snapshot(self) -> dict[str, Any]:
         """The last good state kept in memory (on the training device) for a rollback."""
-        return self._weights_and_logs(copy.deepcopy)
+        return self._weights_and_logs(_clone)
 
     def _weights_and_logs(self, copy_tensors: Callable[[Any], Any]) -> dict[str, Any]:
-        """What a rollback and a checkpoint share: weights, optimiser, epoch, logs."""
+        """What a rollback and a checkpoint share: weights, optimiser, callbacks,
+        epoch, logs."""
         return {
             "epoch": self.epoch,
             "network": copy_tensors(self.network.state_dict()),
             "optimizer": copy_tensors(self.optimizer.state_dict()),
+            "callbacks": [copy_tensors(callback.state_dict()) for callback in self.callbacks],
             "head_losses": list(self.head_losses),
-            "empty_epochs": copy_tensors(self.empty_epochs),
             "logs": [dict(log) for log in self.logs],
         }
 
 
-def _to_cpu(value: Any) -> Any:
-    """A copy of nested dicts/lists with every tensor moved to the CPU."""
+def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """A copy of nested dicts/lists/tuples with ``function`` applied to every tensor."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
+        return function(value)
     if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
+        return {k: _map_tensors(v, function) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
+        return type(value)(_map_tensors(v, function) for v in value)
     return value
+
+
+def _clone(value: Any) -> Any:
+    # Tensor by tensor: copy.deepcopy of an optimiser's state costs several
+    # times more and would show in every epoch of a small data set.
+    return _map_tensors(value, lambda t: t.detach().clone())
+
+
+def _to_cpu(value: Any) -> Any:
+    return _map_tensors(value, lambda t: t.detach().cpu().clone())
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    return _map_tensors(value, lambda t: t.to(device))

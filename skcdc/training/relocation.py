@@ -4,8 +4,7 @@ time is moved to split another, as k-means relocates an empty centre.
 The entropy form of the equipartition prior reads the mean *soft*
 assignment, so a diffuse cluster that is nobody's argmax satisfies it almost
 as well as a real one; such a cluster can stay empty for the rest of the run
-while two true groups share one cluster (docs/method.md, "Empty clusters are
-relocated"). Relocation gives it a fresh start where one is most needed:
+while two true groups share one cluster. Relocation gives it a fresh start where one is most needed:
 every live cluster is bisected as bisecting k-means would (top principal
 direction of its members' head inputs, exact two-means threshold along it),
 the cut that lowers the within-cluster sum of squares most is taken, and the
@@ -22,8 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .engine import Callback, Engine
-from .networks import CDCHeads
+from ..networks import CDCHeads
+from .callbacks import Callback
+from .engine import Engine
 
 __all__ = ["Cut", "EmptyClusterRelocation", "bisect", "split_row", "two_means_split"]
 
@@ -93,9 +93,10 @@ class EmptyClusterRelocation(Callback):
     """Relocates every cluster that no training sample chose for ``patience``
     optimiser steps in a row (counted in whole epochs).
 
-    Reads how long each cluster has been empty from the engine
-    (``Engine.empty_epochs``, part of its saved state, so a resumed run
-    relocates as an uninterrupted one) and, through a forward hook on the
+    Counts, from the engine's per-epoch cluster sizes
+    (``Engine.cluster_counts``), how many epochs in a row each cluster has
+    been empty (its state, saved with the engine's, so a resumed run
+    relocates as an uninterrupted one) and reads, through a forward hook on the
     network's :class:`~skcdc.networks.CDCHeads`, the head inputs of the epoch's
     last batches; a network without ``CDCHeads`` (a user's own class) is left
     alone. Relocation stops ``stop_before`` epochs before the end so that the
@@ -106,8 +107,7 @@ class EmptyClusterRelocation(Callback):
     patience : int, default=300
         Optimiser steps a cluster must stay empty to count as dead. Clusters
         often empty early and come back by themselves, after up to about 80
-        steps in the runs measured (digits: 11 epochs of 7 steps); moving
-        them at once changed those runs for no gain (docs/method.md). Counted
+        steps; moving them at once would disturb runs that recover. Counted
         in steps, not epochs, because a revival takes a number of updates,
         and an epoch of a small data set has few.
     stop_before : int, default=5
@@ -125,18 +125,27 @@ class EmptyClusterRelocation(Callback):
         self._recording = False
         self._buffer: deque = deque()
         self._buffered = 0
+        # Per head and cluster, (H, K): epochs in a row without a sample
+        # (None before the first epoch).
+        self.empty_epochs: torch.Tensor | None = None
+
+    def state_dict(self) -> dict:
+        return {"empty_epochs": self.empty_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.empty_epochs = state["empty_epochs"]
 
     def on_train_begin(self, engine: Engine) -> None:
         self._heads = next((m for m in engine.network.modules() if isinstance(m, CDCHeads)), None)
         if self._heads is not None:
             self._hook = self._heads.register_forward_hook(self._record)
             # Nothing counted yet (a fresh run): keep the first epoch's inputs.
-            self._recording = engine.empty_epochs is None or self._may_die(engine)
+            self._recording = self.empty_epochs is None or self._may_die(engine)
 
     def _dead(self, engine: Engine, epochs_ahead: int = 0) -> torch.Tensor:
         """Which clusters are dead now, or will be after ``epochs_ahead`` more
         empty epochs."""
-        return (engine.empty_epochs + epochs_ahead) * engine.steps_per_epoch >= self.patience
+        return (self.empty_epochs + epochs_ahead) * engine.steps_per_epoch >= self.patience
 
     def _may_die(self, engine: Engine) -> bool:
         """Whether the coming epoch can end with a dead cluster: only then are
@@ -155,13 +164,16 @@ class EmptyClusterRelocation(Callback):
     def on_epoch_end(self, engine: Engine, log: dict) -> None:
         if self._heads is None:
             return
+        empty = (engine.cluster_counts == 0).long()
+        previous = self.empty_epochs if self.empty_epochs is not None else 0
+        self.empty_epochs = (previous + empty) * empty
         relocated = 0
-        dead = self._dead(engine)  # counted by the epoch that just ended
+        dead = self._dead(engine)
         if engine.epoch <= engine.epochs - self.stop_before and dead.any() and self._buffer:
             h = torch.cat(list(self._buffer)).float()
             relocated = self._relocate(h, dead)
             # A relocated cluster starts its count afresh.
-            engine.empty_epochs[dead] = 0
+            self.empty_epochs[dead] = 0
         self._clear()
         self._recording = self._may_die(engine)
         log["n_relocated"] = relocated

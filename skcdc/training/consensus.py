@@ -1,13 +1,15 @@
 """A consensus of restarts: one partition from several trained runs.
 
-``CDCClustering(combine_restarts="consensus")`` keeps every run of ``n_init``
-instead of the best-scored one. The runs' cluster probabilities are
+With several restarts (``n_init``) on vectors, a fit also forms the consensus
+of its runs and keeps it when its label-free score is at least the best
+run's, as it usually is when runs disagree. The runs' cluster probabilities are
 concatenated, one block per run, and k-means finds the consensus clusters in
 that space, a standard cluster-ensemble construction that needs no matching
 of one run's cluster numbers to another's. Where the runs disagree, a sample
 goes with the clusters most runs put it in: one run that merged two classes
 does not decide the result, but when most runs merged the same pair, the
-consensus merges it too (both measured in ``docs/method.md``).
+consensus merges it too, which is why the score decides between the consensus
+and the best run.
 
 :class:`RestartConsensus` is the fitted result as a network: it runs every
 kept network and returns, as logits, the log-posterior of the isotropic

@@ -1,0 +1,43 @@
+"""The label-free score: how well clusters agree with the neighbour graph.
+
+``CDCClustering.score`` and the choice among restarts both read it: the
+mutual information between each sample's cluster and the clusters of its
+nearest neighbours. It is 0 when every sample is in one cluster or when the
+clusters ignore the neighbourhood, and at most ``log(n_clusters)``, reached by
+balanced clusters that no neighbour crosses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import mutual_info_score
+
+from .views import knn_indices
+
+__all__ = ["neighbour_agreement", "neighbour_graph"]
+
+
+def neighbour_agreement(labels: np.ndarray, neighbors: np.ndarray) -> float:
+    """Mutual information (nats) between each sample's cluster and its neighbours'.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n_samples,)
+    neighbors : ndarray of shape (n_samples, k)
+        Row ``i`` holds the indices of sample ``i``'s neighbours.
+    """
+    if neighbors.shape[1] < 1:
+        return 0.0
+    k = neighbors.shape[1]
+    return float(mutual_info_score(np.repeat(labels, k), labels[neighbors.ravel()]))
+
+
+def neighbour_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> np.ndarray:
+    """The ``n_neighbors`` nearest neighbours of every row of X among the
+    others (exact search in blocks); at most ``len(X) - 1`` of them."""
+    n_neighbors = min(n_neighbors, X.shape[0] - 1)
+    data = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    if n_neighbors < 1:
+        return np.zeros((X.shape[0], 0), dtype=np.int64)
+    return knn_indices(data, data, n_neighbors, metric=metric, exclude_self=True).numpy()

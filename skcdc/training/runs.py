@@ -1,0 +1,191 @@
+"""One training run: a network built from one seed and trained through its phases.
+
+A run is the unit that restarts repeat (:mod:`skcdc.training.stages`): it
+draws everything random from its own seed, so it gives the same network
+whether it trains alone, among restarts or after a resume from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import RandomSampler
+
+from .. import files
+from .._inference import forward
+from .._plan import Plan
+from ..exceptions import CheckpointMismatchError
+from ..loss import SelfLabelLoss
+from ..networks import ChannelNormalizer, InputScaler, SelectHead
+from ..scoring import neighbour_agreement, neighbour_graph
+from ..views import AugmentedViews, NeighbourViews
+from .callbacks import Checkpoint, ProgressBar
+from .engine import Engine, Phase
+from .relocation import EmptyClusterRelocation
+
+__all__ = ["Run", "build_network", "make_views", "train_run"]
+
+Views = NeighbourViews | AugmentedViews
+
+
+@dataclass
+class Run:
+    """What one training from one seed leaves: the network (ending in its
+    kept head), its history, its outputs on the training data and their
+    label-free score."""
+
+    network: nn.Module
+    best_head: int
+    history: pd.DataFrame
+    logits: np.ndarray
+    z: np.ndarray
+    score: float
+    stop_reason: str | None
+
+
+def make_views(plan: Plan, X: np.ndarray | torch.Tensor) -> Views:
+    """What draws the two views of each sample: augmentations of an image
+    (images move to the device once, as uint8, so batches never cross the
+    bus) or a nearest neighbour of a vector (one search serves every run)."""
+    if plan.images:
+        return AugmentedViews(X.to(plan.device), plan.augmentation, plan.device)
+    # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
+    data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=plan.device)
+    return NeighbourViews(data, plan.n_neighbors, metric=plan.metric)
+
+
+def build_network(
+    plan: Plan, X: np.ndarray | torch.Tensor, network_params: Mapping[str, Any] | None = None
+) -> nn.Sequential:
+    """Input normalisation, fitted on X, followed by the plan's network
+    (built with ``network_params`` instead of the plan's when given)."""
+    params = dict(plan.network_params if network_params is None else network_params)
+    if plan.images:
+        return nn.Sequential(
+            ChannelNormalizer.from_images(X),
+            plan.network(
+                in_channels=X.shape[1],
+                image_size=tuple(X.shape[2:]),
+                n_clusters=plan.n_clusters,
+                **params,
+            ),
+        )
+    data = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
+    return nn.Sequential(
+        InputScaler.from_data(data),
+        plan.network(in_features=X.shape[1], n_clusters=plan.n_clusters, **params),
+    )
+
+
+def train_run(
+    plan: Plan,
+    X: np.ndarray | torch.Tensor,
+    views: Views,
+    seed: int,
+    *,
+    checkpoint: tuple[str | os.PathLike, dict] | None = None,
+    verbose: int = 0,
+) -> Run:
+    """Train one run from ``seed`` to the end (or until training stops).
+
+    ``checkpoint`` is ``(path, identity)``: the run resumes from the file when
+    it holds a run of the same identity, refuses one of another, and saves
+    there after every epoch.
+    """
+    device = plan.device
+    # A fork of torch's global generators: training draws from its own seed
+    # while the user's random state stays untouched.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        network = build_network(plan, X).to(device)
+        if device.type == "cuda" and plan.images:
+            network = network.to(memory_format=torch.channels_last)
+        engine = _engine(plan, network, views, seed, verbose)
+        if checkpoint is not None:
+            _attach_checkpoint(engine, *checkpoint)
+        engine.fit()
+    best_head = int(np.argmin(engine.head_losses))
+    network.append(SelectHead(best_head))
+    logits, z = forward(network, X)
+    return Run(
+        network=network,
+        best_head=best_head,
+        history=pd.DataFrame(engine.logs),
+        logits=logits,
+        z=z,
+        score=run_score(plan, logits, z, views),
+        stop_reason=engine.stop_reason,
+    )
+
+
+def run_score(plan: Plan, logits: np.ndarray, z: np.ndarray, views: Views) -> float:
+    """The label-free score of training predictions: agreement with the
+    input's neighbour graph (vectors) or with neighbours in the instance
+    space (images, whose pixels make a poor graph)."""
+    if isinstance(views, NeighbourViews):
+        neighbors = views.neighbors.cpu().numpy()
+    else:
+        neighbors = neighbour_graph(z, plan.n_neighbors)
+    return neighbour_agreement(logits.argmax(axis=1), neighbors)
+
+
+def _engine(plan: Plan, network: nn.Module, views: Views, seed: int, verbose: int) -> Engine:
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay
+    )
+    n_samples = len(views.data) if isinstance(views, NeighbourViews) else len(views.images)
+    callbacks: list = [EmptyClusterRelocation()]
+    if verbose:
+        callbacks.append(ProgressBar(desc="CDCClustering"))
+    return Engine(
+        network,
+        _phases(plan, views),
+        views,
+        optimizer,
+        sampler=RandomSampler(range(n_samples), generator=torch.Generator().manual_seed(seed)),
+        batch_size=plan.batch_size,
+        device=plan.device,
+        generator=torch.Generator(device=plan.device).manual_seed(seed + 1),
+        n_clusters=plan.n_clusters,
+        mixed_precision=plan.mixed_precision,
+        callbacks=callbacks,
+    )
+
+
+def _phases(plan: Plan, views: Views) -> list[Phase]:
+    """The CDC phase, then self-labelling when the plan has it."""
+    phases = [Phase("cdc", plan.loss.criterion(), plan.epochs)]
+    if plan.self_labelling_epochs > 0:
+        # A confident prediction becomes the target of the same sample's
+        # other view, never of a neighbour's: a neighbour of another class
+        # would learn the wrong label.
+        phases.append(
+            Phase(
+                "self-labelling",
+                SelfLabelLoss(plan.self_labelling_threshold),
+                plan.self_labelling_epochs,
+                views=views.of_itself(),
+            )
+        )
+    return phases
+
+
+def _attach_checkpoint(engine: Engine, path: str | os.PathLike, identity: dict) -> None:
+    """Resume ``engine`` from ``path`` when it holds this run, and have it
+    save there as it trains."""
+    if os.path.exists(path):
+        payload = files.load(path, kind="checkpoint")
+        if payload.get("run") != identity:
+            raise CheckpointMismatchError(
+                f"{path} holds a run of other data or other parameters; point "
+                "checkpoint_dir at an empty folder, or delete the file to start afresh."
+            )
+        engine.load_state_dict(payload["state"])
+    engine.callbacks.append(Checkpoint(path, metadata={"run": identity}))

@@ -1,0 +1,189 @@
+"""A fit's training: restarts of one stage, their selection, image mode's refinement.
+
+:func:`train` runs a :class:`~skcdc._plan.Plan`: ``n_init`` runs from seeds
+drawn from one random state, kept by the label-free score (or replaced by their
+consensus when it scores at least as well), then, in image mode, the
+refinement stage: the same training, by a plan of its own, over the features
+of the backbone the first stage trained.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .._inference import map_blocks, module_device, softmax
+from .._plan import Plan
+from ..networks import BackboneFeatures
+from ..scoring import neighbour_agreement
+from ..views import NeighbourViews
+from .consensus import RestartConsensus, fit_consensus
+from .engine import INTERRUPTED
+from .runs import Run, make_views, train_run
+
+__all__ = ["Result", "train"]
+
+
+@dataclass
+class Result:
+    """What a fit's training leaves.
+
+    ``run`` is the kept run (its network predicts); ``run_scores`` the
+    label-free score of every run of the first stage, ``refinement_scores``
+    those of the refinement stage's runs (empty when it did not run);
+    ``consensus`` whether ``run.network`` is the consensus of the runs;
+    ``planned_epochs`` how many epochs the plan had, all stages together.
+    """
+
+    run: Run
+    run_scores: list[float]
+    planned_epochs: int
+    stop_reason: str | None = None
+    consensus: bool = False
+    refinement_scores: list[float] = field(default_factory=list)
+
+
+def train(
+    plan: Plan,
+    X: np.ndarray | torch.Tensor,
+    random_state: np.random.RandomState,
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    verbose: int = 0,
+) -> Result:
+    """Train ``plan`` on validated X (a float table or a uint8/float image tensor)."""
+    views = make_views(plan, X)
+    seeds = [_draw_seed(random_state) for _ in range(plan.n_init)]
+    runs, stop_reason = _train_runs(plan, X, views, seeds, checkpoint_dir, verbose)
+    result = Result(
+        run=max(runs, key=lambda run: run.score),
+        run_scores=[run.score for run in runs],
+        planned_epochs=plan.epochs_per_run,
+        stop_reason=stop_reason,
+    )
+    if plan.consensus and len(runs) > 1 and stop_reason is None:
+        result = _consensus_or_best(result, runs, views, _draw_seed(random_state))
+    if plan.refinement is not None and stop_reason is None:
+        subfolder = None if checkpoint_dir is None else Path(checkpoint_dir) / "refine"
+        result = _refine(plan.refinement, result, X, _draw_seed(random_state), subfolder, verbose)
+    return result
+
+
+def _draw_seed(random_state: np.random.RandomState) -> int:
+    return int(random_state.randint(np.iinfo(np.int32).max))
+
+
+def _train_runs(
+    plan: Plan,
+    X: np.ndarray | torch.Tensor,
+    views,
+    seeds: list[int],
+    checkpoint_dir: str | os.PathLike | None,
+    verbose: int,
+) -> tuple[list[Run], str | None]:
+    """Train one run per seed, stopping at the first run that stops early."""
+    # What identifies a run in a checkpoint: the data, the seed and the plan.
+    data_hash = None
+    if checkpoint_dir is not None:
+        # joblib hashes a tensor by its pickle, which differs between equal
+        # tensors; the pixels' bytes do not.
+        data_hash = joblib.hash(X.cpu().numpy() if isinstance(X, torch.Tensor) else X)
+    runs: list[Run] = []
+    for index, seed in enumerate(seeds):
+        checkpoint = None
+        if checkpoint_dir is not None:
+            identity = {"data": data_hash, "seed": seed, "plan": plan.identity()}
+            checkpoint = (Path(checkpoint_dir) / f"run-{index}.pt", identity)
+        try:
+            run = train_run(plan, X, views, seed, checkpoint=checkpoint, verbose=verbose)
+        except KeyboardInterrupt:
+            # Interrupted before this run finished an epoch: keep the earlier runs.
+            if not runs:
+                raise
+            return runs, INTERRUPTED
+        runs.append(run)
+        if run.stop_reason is not None:
+            return runs, run.stop_reason
+    return runs, None
+
+
+def _consensus_or_best(
+    result: Result, runs: list[Run], views: NeighbourViews, seed: int
+) -> Result:
+    """The consensus of every run when its label-free score is at least the
+    best run's, else the best run: where runs disagree, the consensus keeps
+    what most of them found, but now and then the majority shares an error
+    that the best-scored run avoided, and the score catches that."""
+    best = result.run
+    centers, variance, _ = fit_consensus([softmax(run.logits) for run in runs], seed)
+    network = RestartConsensus(
+        [run.network[:-1] for run in runs],
+        [run.best_head for run in runs],
+        torch.from_numpy(centers),
+        variance,
+        reference=runs.index(best),
+    ).to(module_device(best.network))
+    # From the runs' training logits: no second pass of every run over X.
+    with torch.inference_mode():
+        logits = network.combine(
+            [torch.from_numpy(run.logits).to(network.centers.device) for run in runs]
+        )
+    logits = logits.cpu().numpy()
+    score = neighbour_agreement(logits.argmax(axis=1), views.neighbors.cpu().numpy())
+    if score < best.score:
+        return result
+    return replace(result, run=replace(best, network=network, logits=logits, score=score), consensus=True)
+
+
+def backbone_encoder(network: nn.Sequential) -> nn.Sequential:
+    """Image mode's input normalisation and backbone, without the heads."""
+    return nn.Sequential(network[0], BackboneFeatures(network[1].backbone))
+
+
+def _refine(
+    plan: Plan,
+    result: Result,
+    X: torch.Tensor,
+    seed: int,
+    checkpoint_dir: Path | None,
+    verbose: int,
+) -> Result:
+    """SCAN's clustering step with CDC's loss: freeze the backbone the
+    end-to-end stage trained and cluster its features of the training images
+    with neighbour positives. Contrastive training on augmentations leaves
+    features whose neighbours share a class more often than the head's argmax
+    does."""
+    run = result.run
+    encoder = backbone_encoder(run.network)
+    features = np.concatenate(map_blocks(encoder, X))
+    planned = result.planned_epochs + plan.epochs_per_run
+    try:
+        stage = train(plan, features, np.random.RandomState(seed), checkpoint_dir=checkpoint_dir, verbose=verbose)
+    except KeyboardInterrupt:
+        # Interrupted before the refinement finished an epoch: the first stage stands.
+        return replace(result, planned_epochs=planned, stop_reason=INTERRUPTED)
+    offset = run.history["epoch"].iloc[-1]
+    history = stage.run.history.assign(
+        epoch=stage.run.history["epoch"] + offset,
+        phase=stage.run.history["phase"].map(lambda p: "refine" if p == "cdc" else f"refine-{p}"),
+    )
+    refined = replace(
+        stage.run,
+        network=nn.Sequential(*encoder, *stage.run.network),
+        history=pd.concat([run.history, history], ignore_index=True),
+        score=run.score,
+    )
+    return replace(
+        result,
+        run=refined,
+        planned_epochs=planned,
+        stop_reason=stage.stop_reason,
+        refinement_scores=stage.run_scores,
+    )

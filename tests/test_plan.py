@@ -1,0 +1,120 @@
+"""The training plan: every "auto" resolved from the parameters and the data's shape."""
+
+import pytest
+import torch
+from torch import nn
+
+from skcdc import CDCClustering
+from skcdc._plan import make_plan
+from skcdc.networks import ImageCDCNetwork, VectorCDCNetwork
+
+CPU = torch.device("cpu")
+
+
+def plan_for(n_samples, images=False, **params):
+    return make_plan(
+        CDCClustering(3, **params).get_params(),
+        n_samples=n_samples,
+        images=images,
+        image_shape=(1, 8, 8) if images else None,
+        device=CPU,
+    )
+
+
+@pytest.mark.parametrize(
+    "n_samples, params, expected",
+    [
+        (10000, {}, 10),  # 39 steps per epoch: 10 epochs are 390 steps
+        (2225, {"epochs": 50}, 25),  # 8 steps per epoch: 200 steps
+        (1797, {"epochs": 50}, 29),  # 7 steps per epoch
+        (240, {"batch_size": 64, "epochs": 15}, 15),  # 67 epochs, capped at `epochs`
+        (240, {"batch_size": 64, "epochs": 5}, 10),  # never under 10 epochs
+        (1797, {"self_labelling_epochs": 4}, 4),
+    ],
+)
+def test_self_labelling_lasts_200_steps_or_10_epochs_on_vectors(n_samples, params, expected):
+    plan = plan_for(n_samples, **params)
+    assert plan.self_labelling_epochs == expected
+    assert plan.epochs_per_run == plan.epochs + expected
+
+
+@pytest.mark.parametrize(
+    "n_samples, images, params, n_init, epochs",
+    [
+        (5000, False, {}, 5, 20),
+        (5001, False, {}, 3, 20),
+        (5001, False, {"n_init": 1, "epochs": 7}, 1, 7),
+        (5000, True, {}, 3, 50),
+        (5001, True, {}, 1, 50),  # end-to-end image runs are the longest part of a fit
+    ],
+)
+def test_restarts_and_epochs_by_size(n_samples, images, params, n_init, epochs):
+    plan = plan_for(n_samples, images, **params)
+    assert (plan.n_init, plan.epochs) == (n_init, epochs)
+    assert plan.consensus == (n_init > 1 and not images)
+
+
+def test_batch_shrinks_to_the_data():
+    assert plan_for(30, batch_size=256).batch_size == 30
+
+
+def test_image_mode_trains_end_to_end_then_refines_on_features():
+    plan = plan_for(300, images=True, epochs=4)
+    assert plan.images and plan.network is ImageCDCNetwork
+    assert plan.self_labelling_epochs == 0
+    assert (plan.loss.equipartition, plan.loss.anchor_weight) == ("sinkhorn", 3.0)
+    refinement = plan.refinement
+    assert not refinement.images and refinement.network is VectorCDCNetwork
+    assert refinement.epochs == 4  # refine_epochs="auto": as many as the first stage
+    assert refinement.n_init == 3  # at any size: its runs are short
+    assert refinement.self_labelling_epochs == 10
+    assert (refinement.loss.equipartition, refinement.loss.anchor_weight) == ("entropy", 1.0)
+    assert not refinement.consensus and refinement.refinement is None
+    assert plan_for(9000, images=True, n_init=2).refinement.n_init == 2
+
+
+@pytest.mark.parametrize("params", [{"refine_epochs": 0}, {"network": "custom"}])
+def test_no_refinement_when_switched_off_or_for_a_user_network(params):
+    if params.get("network") == "custom":
+
+        class Network(nn.Module):
+            def __init__(self, in_channels, image_size, n_clusters, instance_dim):
+                super().__init__()
+
+        params = {"network": Network}
+    assert plan_for(300, images=True, **params).refinement is None
+
+
+def test_refinement_keeps_the_instance_width_and_heads_only():
+    params = {"instance_dim": 16, "n_heads": 2, "backbone": "small_cnn"}
+    refinement = plan_for(300, images=True, network_params=params).refinement
+    assert dict(refinement.network_params) == {"instance_dim": 16, "n_heads": 2}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_where_the_cpu_computes_it_and_never_for_images_on_the_cpu(monkeypatch, native):
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+    assert plan_for(300).mixed_precision is native
+    assert plan_for(300, mixed_precision=False).mixed_precision is False
+    images = plan_for(300, images=True)
+    assert images.mixed_precision is False and images.refinement.mixed_precision is False
+
+
+def test_identity_ignores_the_device_but_not_the_training():
+    plan = plan_for(300)
+    assert plan.identity() == plan_for(300).identity()
+    assert plan.identity() != plan_for(300, tau_c=0.5).identity()
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"network_params": {"hidden": 3}}, ValueError, "hidden_dim"),
+        ({"network_params": {"n_clusters": 3}}, ValueError, "may not set"),
+        ({"network": nn.Linear}, TypeError, "in_features"),
+    ],
+)
+def test_network_settings_are_checked_against_the_network(params, error, match):
+    with pytest.raises(error, match=match):
+        plan_for(300, **params)
