@@ -31,6 +31,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_fashion_mnist_efficientnet",
     "load_fashion_mnist_pixels",
+    "load_features",
     "load_table",
     "make_imbalanced_blobs",
     "make_separated_blobs",
@@ -314,6 +315,14 @@ def make_separated_blobs(
 # ------------------------------------------------------------------- tables
 
 _TABLES = {"iris": "load_iris", "wine": "load_wine", "breast-cancer": "load_breast_cancer"}
+
+
+def load_features(path: str | Path) -> Dataset:
+    """The arrays ``X`` and ``y`` of an ``.npz``: a data set exported where it
+    can be built, for a machine where it cannot (no encoders, no downloads)."""
+    path = Path(path)
+    with np.load(path) as arrays:
+        return Dataset(path.stem, arrays["X"], arrays["y"], f"X and y of {path}")
 
 
 def load_table(name: str) -> Dataset:

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import torch
+from datasets import load_fashion_mnist
 from throughput import steady_rate
 
 from skcdc import CDCClustering
-from skcdc.datasets import load_fashion_mnist
 from skcdc.metrics import clustering_report
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from restarts import load_features
+from datasets import load_digits_features, load_features
 from sklearn.datasets import make_blobs
 
 from skcdc import CDCClustering
-from skcdc.datasets import load_digits_features
 from skcdc.metrics import clustering_report
 
 LOAD_ON_CPU = """

@@ -44,7 +44,7 @@ def measure(backbone: str, shape: tuple[int, int, int], n_images: int, device: s
     if shape[2] == 1:
         images = images[..., 0]
     model = CDCClustering(
-        10, backbone=backbone, epochs=2, batch_size=128, device=device, random_state=0
+        10, network_params={"backbone": backbone}, epochs=2, batch_size=128, device=device, random_state=0
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random images: collapse warnings are expected

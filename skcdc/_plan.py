@@ -2,8 +2,8 @@
 
 :func:`make_plan` turns the estimator's parameters and the shape of the data
 (rows, images or vectors, device) into a frozen :class:`Plan`; training reads
-nothing else. Budgets are counted in epochs and optimiser steps, so the same
-rule holds on any machine.
+nothing else. Budgets are counted in epochs (samples seen), so the same rule holds
+on any machine.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 
 from .loss import CDCLoss
 from .networks import ImageCDCNetwork, VectorCDCNetwork
-from .training.engine import epoch_steps, native_bfloat16
+from .training.engine import native_bfloat16
 from .views import default_augmentation
 
 __all__ = ["LossSettings", "Plan", "make_plan"]
@@ -28,20 +28,20 @@ __all__ = ["LossSettings", "Plan", "make_plan"]
 # short: every run trains to the end and the best-scored one, or the
 # consensus of all, is kept.
 SMALL_DATA = 5000
-N_INIT_SMALL_VECTORS = 5
+N_INIT_SMALL_VECTORS = 4
 N_INIT_SMALL_IMAGES = 3
 N_INIT_LARGE_VECTORS = 3
 # Image mode's refinement stage restarts at any size: its runs are short next
 # to the end-to-end stage.
 N_INIT_REFINEMENT = 3
-# The CDC phase of a run.
-EPOCHS_VECTORS = 20
+# The CDC phase of a run: on vectors 30 epochs up to SMALL_DATA samples and 20
+# above, where three restarts of 20 epochs cost about one run of 50; on images,
+# where one run trains the encoder, 50.
+EPOCHS_SMALL_VECTORS = 30
+EPOCHS_LARGE_VECTORS = 20
 EPOCHS_IMAGES = 50
-# Self-labelling on vectors: 10 epochs, lengthened on small data sets to this
-# many optimiser steps (the phase converges by updates, not by passes), but
-# never longer than the CDC phase.
+# Self-labelling on vectors (and in image mode's refinement stage).
 SELF_LABELLING_EPOCHS = 10
-SELF_LABELLING_MIN_STEPS = 200
 SELF_LABELLING_THRESHOLD = 0.95
 WEIGHT_DECAY = 1e-4
 DEFAULT_INSTANCE_DIM = 128
@@ -130,7 +130,7 @@ def make_plan(
     n_init = _n_init(params["n_init"], n_samples, images)
     epochs = params["epochs"]
     if epochs == "auto":
-        epochs = EPOCHS_IMAGES if images else EPOCHS_VECTORS
+        epochs = _epochs(n_samples, images)
     network, network_params = _network(params["network"], params["network_params"], images)
     plan = Plan(
         images=images,
@@ -144,9 +144,7 @@ def make_plan(
         n_init=n_init,
         batch_size=batch_size,
         epochs=epochs,
-        self_labelling_epochs=_self_labelling_epochs(
-            params["self_labelling_epochs"], n_samples, batch_size, epochs, images
-        ),
+        self_labelling_epochs=_self_labelling_epochs(params["self_labelling_epochs"], images),
         learning_rate=params["learning_rate"],
         mixed_precision=_mixed_precision(params["mixed_precision"], device, images),
         device=device,
@@ -157,7 +155,7 @@ def make_plan(
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]
         if refine_epochs > 0:
-            plan = replace(plan, refinement=_refinement(plan, params, n_samples, refine_epochs))
+            plan = replace(plan, refinement=_refinement(plan, params, refine_epochs))
     return plan
 
 
@@ -171,18 +169,18 @@ def _n_init(n_init: int | str, n_samples: int, images: bool) -> int:
     return 1 if images else N_INIT_LARGE_VECTORS
 
 
-def _self_labelling_epochs(
-    requested: int | str, n_samples: int, batch_size: int, epochs: int, images: bool
-) -> int:
+def _epochs(n_samples: int, images: bool) -> int:
+    if images:
+        return EPOCHS_IMAGES
+    return EPOCHS_SMALL_VECTORS if n_samples <= SMALL_DATA else EPOCHS_LARGE_VECTORS
+
+
+def _self_labelling_epochs(requested: int | str, images: bool) -> int:
     if requested != "auto":
         return requested
-    if images:
-        # Self-labelling needs an encoder that already clusters; while it is
-        # trained end to end the refinement stage does it instead.
-        return 0
-    steps = epoch_steps(n_samples, batch_size)
-    lengthened = min(-(-SELF_LABELLING_MIN_STEPS // steps), epochs)
-    return max(SELF_LABELLING_EPOCHS, lengthened)
+    # Self-labelling needs an encoder that already clusters; while an image
+    # encoder is trained end to end, the refinement stage does it instead.
+    return 0 if images else SELF_LABELLING_EPOCHS
 
 
 def _loss(params: Mapping[str, Any], images: bool) -> LossSettings:
@@ -256,9 +254,7 @@ def _network(
     return network, MappingProxyType(kwargs)
 
 
-def _refinement(
-    plan: Plan, params: Mapping[str, Any], n_samples: int, epochs: int
-) -> Plan:
+def _refinement(plan: Plan, params: Mapping[str, Any], epochs: int) -> Plan:
     """Image mode's second stage: the default vector network on the trained
     backbone's features, with neighbour positives, restarted and ending in
     self-labelling like a frozen-feature fit."""
@@ -274,9 +270,7 @@ def _refinement(
         loss=_loss(features, images=False),
         n_init=n_init,
         epochs=epochs,
-        self_labelling_epochs=_self_labelling_epochs(
-            params["self_labelling_epochs"], n_samples, plan.batch_size, epochs, images=False
-        ),
+        self_labelling_epochs=_self_labelling_epochs(params["self_labelling_epochs"], images=False),
         # The image network's precision carries over to its features' stage.
         mixed_precision=plan.mixed_precision,
         # The image network is one backbone followed by one run's heads.

@@ -116,7 +116,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         with the neighbour graph (the label-free :meth:`score`) is kept, as
         ``KMeans`` keeps its lowest inertia; on vectors the runs' consensus
         replaces it when it scores at least as well. ``"auto"``: up to 5000
-        samples 5 on vectors and 3 on images; above, 3 on vectors and 1 on
+        samples 4 on vectors and 3 on images; above, 3 on vectors and 1 on
         images. Each restart costs one more run.
     epochs : int or "auto", default="auto"
         Passes over the data in the CDC phase of each run. ``"auto"``: 20
@@ -195,7 +195,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Image mode: (C, H, W) of the training images.
     n_features_in_ : int
         Number of features seen during fit (vectors).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Names of the features seen during fit, when X has string column names.
 
     See Also

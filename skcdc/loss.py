@@ -15,6 +15,7 @@ anchoring term are a reconstruction.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -128,13 +129,21 @@ def joint_similarity(
     z = z.float()
     categorical = (c @ c.T) / tau_c
     instance = (z @ z.T) / tau_z
+    positive_mask, self_mask = _masks(c.shape[0], c.device)
     if negative_weighting == "hard":
         logits = categorical + instance
     else:
-        positive_mask = F.one_hot(_positive_index(c.shape[0] // 2, c.device), c.shape[0]).bool()
         logits = torch.where(positive_mask, categorical, -categorical) + instance
-    self_mask = torch.eye(c.shape[0], dtype=torch.bool, device=c.device)
     return logits.masked_fill(self_mask, float("-inf"))
+
+
+@functools.lru_cache(maxsize=8)
+def _masks(n_views: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each view's positive is, and the diagonal, as (2B, 2B) masks: built
+    once per batch size, not at every step."""
+    positive = torch.zeros(n_views, n_views, dtype=torch.bool, device=device)
+    positive[torch.arange(n_views, device=device), _positive_index(n_views // 2, device)] = True
+    return positive, torch.eye(n_views, dtype=torch.bool, device=device)
 
 
 def _positive_index(n: int, device: torch.device) -> torch.Tensor:

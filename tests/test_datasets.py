@@ -1,12 +1,18 @@
-"""The offline loaders read real files and name what to install when one is missing."""
+"""The benchmarks' offline loaders read real files and name what to install when
+one is missing."""
 
 import gzip
+import importlib
 import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from skcdc import datasets
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+datasets = importlib.import_module("datasets")
+sys.path.pop(0)
 
 
 def _write_idx(path, array):

@@ -1,6 +1,10 @@
 """Behaviour of CDCClustering on vector input (frozen-feature mode)."""
 
 import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
 from typing import ClassVar
 
 import joblib
@@ -9,14 +13,19 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from skcdc import CDCClustering
+from skcdc.exceptions import DivergenceError
 from skcdc.metrics import accuracy_scorer
 
 FAST = {"epochs": 10, "batch_size": 64, "n_init": 1, "random_state": 0}
@@ -44,15 +53,14 @@ def test_fitted_attributes(blobs, fitted):
         np.testing.assert_allclose(
             fitted.cluster_centers_[label], X[fitted.labels_ == label].mean(0), rtol=1e-6
         )
-    # The default ends with self-labelling on vectors: 200 optimiser steps
-    # (3 per epoch here), capped at the CDC phase's 15 epochs.
-    assert fitted.n_iter_ == 15 + 15
-    assert list(fitted.history_["phase"]) == ["cdc"] * 15 + ["self-labelling"] * 15
+    # The default ends with 10 epochs of self-labelling on vectors.
+    assert fitted.n_iter_ == 15 + 10
+    assert list(fitted.history_["phase"]) == ["cdc"] * 15 + ["self-labelling"] * 10
     assert list(fitted.history_.columns) == [
         "epoch", "phase", "loss", "contrastive", "best_head", "cluster_entropy", "n_empty_clusters",
         "largest_cluster", "time", "n_relocated",
     ]
-    assert len(fitted.history_) == 15 + 15
+    assert len(fitted.history_) == 15 + 10
     assert fitted.history_["cluster_entropy"].iloc[-1] > 0.9
 
 
@@ -358,3 +366,132 @@ def test_self_labelling_phase_is_recorded_and_keeps_clusters(blobs):
     assert model.n_iter_ == FAST["epochs"] + 4
     assert list(model.history_["phase"]) == ["cdc"] * FAST["epochs"] + ["self-labelling"] * 4
     assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+# ---------------------------------------------------------- reproducibility
+
+REPRO = textwrap.dedent(
+    """
+    import hashlib
+    from sklearn.datasets import load_digits
+    from skcdc import CDCClustering
+    X, _ = load_digits(return_X_y=True)
+    labels = CDCClustering(10, epochs=3, random_state=7).fit_predict(X)
+    print(hashlib.sha256(labels.tobytes()).hexdigest())
+    """
+)
+
+
+def test_same_seed_gives_identical_labels_across_processes():
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", REPRO], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(digests) == 1
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.empty((0, 4)), "0 sample"),
+        (np.ones(10), "Expected 2D array"),
+        (np.ones((10, 3)) + 1j, "Complex data not supported"),
+    ],
+    ids=["empty", "1-D", "complex"],
+)
+def test_bad_arrays_are_refused(X, match):
+    with pytest.raises(ValueError, match=match):
+        CDCClustering(2, **FAST).fit(X)
+
+
+@pytest.mark.parametrize("value", [1e39, -1e300])
+def test_values_beyond_float32_are_refused(value):
+    X = np.ones((10, 3))
+    X[2, 1] = value
+    with pytest.raises(ValueError, match="float32.*StandardScaler"):
+        CDCClustering(2, **FAST).fit(X)
+
+
+def test_huge_but_representable_values_train():
+    X = np.full((6, 2), 1.1e38, dtype=np.float32)
+    X[:3] *= -1
+    model = CDCClustering(2, **{**FAST, "epochs": 2, "batch_size": 6}).fit(X)
+    assert np.isfinite(model.transform(X)).all()
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("n_clusters", 2.5),
+        ("n_clusters", "3"),
+        ("random_state", "seed"),
+        ("random_state", 1.5),
+        ("n_init", 0),
+        ("device", 3),
+    ],
+)
+def test_bad_parameter_types_are_refused_before_training(blobs, param, value):
+    X, _ = blobs
+    with pytest.raises(InvalidParameterError, match=param):
+        CDCClustering(**{**FAST, "n_clusters": 3, param: value}).fit(X)
+
+
+# DivergenceError: data so extreme that the loss is not finite in the first epoch.
+DOCUMENTED = (ValueError, TypeError, DivergenceError)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6),
+    dtype=st.sampled_from(["float32", "float64", "int64", "bool", "complex128", "uint8"]),
+    n_clusters=st.integers(1, 4),
+)
+def test_random_shapes_and_dtypes_give_a_result_or_a_documented_error(
+    data, shape, dtype, n_clusters
+):
+    X = data.draw(hnp.arrays(dtype, shape))
+    model = CDCClustering(
+        n_clusters,
+        epochs=1,
+        network_params={"hidden_dim": 8, "instance_dim": 4},
+        batch_size=4,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model.fit(X)
+        except DOCUMENTED:
+            return
+        labels = model.predict(X)
+    assert labels.shape == (len(X),)
+    assert labels.min() >= 0 and labels.max() < n_clusters
+    X_other = data.draw(hnp.arrays("float64", hnp.array_shapes(min_dims=1, max_dims=3, max_side=6)))
+    try:
+        out = model.predict(X_other)
+    except DOCUMENTED:
+        return
+    assert out.shape == (len(X_other),)
+
+
+def test_pickle_records_the_version_and_warns_on_another(fitted, blobs):
+    import pickle
+
+    X, _ = blobs
+    state = fitted.__getstate__()
+    from skcdc import __version__
+
+    assert state["_skcdc_version"] == __version__
+    assert all(t.device.type == "cpu" for t in state["network_"].state_dict().values())
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
+    state["_skcdc_version"] = "0.0.1"
+    clone_ = CDCClustering.__new__(CDCClustering)
+    with pytest.warns(UserWarning, match="pickled by skcdc 0.0.1"):
+        clone_.__setstate__(state)

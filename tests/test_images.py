@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from torch import nn
 from torch.utils.data import Dataset
 
-from skcdc import CDCClustering, persistence
+from skcdc import CDCClustering, files
 from skcdc.images import load_images
 from skcdc.networks import BackboneFeatures, SelectHead
 from skcdc.persistence import load_model, save_model
@@ -54,7 +54,7 @@ def test_grey_arrays_fit_and_predict(shapes, fitted_images):
     proba = model.predict_proba(images[:5])
     assert proba.shape == (5, 3) and proba.dtype == np.float32
     np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
-    assert model.transform(images[:5]).shape == (5, 3 + model.instance_dim)
+    assert model.transform(images[:5]).shape == (5, 3 + 128)
     assert model.cluster_centers_.shape == (3, 1, 12, 12)
     assert 0 <= model.score(images) <= np.log(3) + 1e-9
 
@@ -198,7 +198,7 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
     refined = model.network_[1].backbone.state_dict()
     for name, value in unrefined.network_[1].backbone.state_dict().items():
         torch.testing.assert_close(refined[name], value)
-    assert model.instance_embedding_.shape == (48, model.instance_dim)
+    assert model.instance_embedding_.shape == (48, 128)
     save_model(model, tmp_path / "refined.skcdc")
     loaded = load_model(tmp_path / "refined.skcdc")
     assert loaded.refined_
@@ -212,7 +212,7 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
 def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
     images, _ = shapes
     first = CDCClustering(3, checkpoint_dir=tmp_path, **TINY).fit(images)
-    saved = persistence.load(tmp_path / "refine" / "run-0.pt", kind="checkpoint")
+    saved = files.load(tmp_path / "refine" / "run-0.pt", kind="checkpoint")
     # The CDC phase and the 10 self-labelling epochs of the refinement stage.
     assert saved["state"]["epoch"] == TINY["epochs"] + 10
     assert (tmp_path / "run-0.pt").exists()
@@ -226,19 +226,11 @@ def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
     assert again.history_["epoch"].tolist() == list(range(1, 15))
 
 
-def test_refinement_stage_restarts_three_times_at_any_size():
-    # Above the 5000 samples where "auto" means one run end to end.
-    images = torch.zeros(6000, 1, 4, 4, dtype=torch.uint8)
-    assert CDCClustering(3)._restart_plan(images) == (1, None)
-    assert CDCClustering(3)._refinement_stage(images, 0).n_init == 3
-    assert CDCClustering(3, n_init=2)._refinement_stage(images, 0).n_init == 2
-
-
 def test_each_refinement_run_reports_its_score(shapes):
     images, _ = shapes
     model = CDCClustering(3, **{**TINY, "epochs": 1, "n_init": 2}).fit(images)
     assert model.run_scores_.shape == (2,) and model.refinement_run_scores_.shape == (2,)
-    # The default combine_restarts keeps one run in image mode and its refinement.
+    # Image mode keeps one run and its refinement, never a consensus.
     assert not model.consensus_ and isinstance(model.network_[-1], SelectHead)
     # Mutual information between a sample's cluster and its neighbours': 0 to log K nats.
     scores = model.refinement_run_scores_
@@ -251,7 +243,7 @@ class FlatNet(nn.Module):
 
     seen: ClassVar[list] = []
 
-    def __init__(self, in_channels, image_size, n_clusters, instance_dim):
+    def __init__(self, in_channels, image_size, n_clusters, instance_dim=128):
         super().__init__()
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 144, 16), nn.ReLU())
         self.logits = nn.Linear(16, n_clusters)
@@ -279,13 +271,13 @@ def test_image_mode_trains_in_float32_on_the_cpu(shapes, monkeypatch):
     images, _ = shapes
     model = CDCClustering(3, network=FlatNet, device="cpu", **TINY).fit(images)
     assert model.mixed_precision and set(FlatNet.seen) == {torch.float32}
-    assert not CDCClustering(3, device="cpu")._refinement_stage(images, 0).mixed_precision
 
 
 @pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
 def test_named_backbones_train(shapes, backbone):
     images, _ = shapes
-    model = CDCClustering(3, backbone=backbone, **{**TINY, "epochs": 1}).fit(images[:32])
+    params = {"backbone": backbone}
+    model = CDCClustering(3, network_params=params, **{**TINY, "epochs": 1}).fit(images[:32])
     assert np.isfinite(model.transform(images[:4])).all()
 
 
@@ -305,10 +297,12 @@ def test_user_backbone_class_weights_file_and_freezing(shapes, tmp_path):
     torch.save(weights, path)
     model = CDCClustering(
         3,
-        backbone=TinyBackbone,
-        backbone_weights=str(path),
-        freeze_backbone=True,
-        network_kwargs={"backbone_kwargs": {"width": 5}},
+        network_params={
+            "backbone": TinyBackbone,
+            "backbone_kwargs": {"width": 5},
+            "backbone_weights": str(path),
+            "freeze_backbone": True,
+        },
         **TINY,
     ).fit(images)
     backbone = model.network_[1].backbone
@@ -321,7 +315,8 @@ def test_user_backbone_class_weights_file_and_freezing(shapes, tmp_path):
 def test_fine_tuned_backbone_moves_from_the_given_weights(shapes):
     images, _ = shapes
     weights = TinyBackbone().state_dict()
-    model = CDCClustering(3, backbone=TinyBackbone, backbone_weights=weights, **TINY).fit(images)
+    params = {"backbone": TinyBackbone, "backbone_weights": weights}
+    model = CDCClustering(3, network_params=params, **TINY).fit(images)
     trained = model.network_[1].backbone.state_dict()
     assert not torch.allclose(trained["body.0.weight"].cpu(), weights["body.0.weight"])
 
@@ -355,77 +350,3 @@ def test_mode_features_refuses_images_and_mode_images_refuses_tables(shapes):
         CDCClustering(3, mode="features", **TINY).fit(images)
     with pytest.raises(ValueError, match="got 2 dimensions"):
         CDCClustering(3, mode="images", **TINY).fit(images.reshape(48, -1))
-
-
-def test_neighbour_positives_draw_the_second_view_from_neighbours():
-    from skcdc.views import AugmentedViews
-
-    images = torch.arange(6, dtype=torch.float32).reshape(6, 1, 1, 1) / 10
-    neighbors = torch.tensor([[1], [2], [3], [4], [5], [0]])
-    index = torch.arange(6)
-    views = AugmentedViews(
-        images, lambda x: x, torch.device("cpu"), neighbors=neighbors, neighbour_rate=1.0
-    )
-    a, b = views(index, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(a.flatten(), images.flatten())
-    torch.testing.assert_close(b.flatten(), images[neighbors[:, 0]].flatten())
-    plain = AugmentedViews(images, lambda x: x, torch.device("cpu"))
-    a, b = plain(index, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(a, b)
-
-
-def test_neighbour_positives_train(shapes):
-    images, labels = shapes
-    model = CDCClustering(
-        3, neighbour_positives=0.5, epochs=15, batch_size=16, n_init=1, random_state=0
-    )
-    assert adjusted_rand_score(labels, model.fit(images).labels_) > 0.8
-
-
-# ------------------------------------------------ restarts compared early
-
-
-def test_a_run_paused_for_the_comparison_resumes_exactly(shapes):
-    """Pausing after the trial epochs and resuming (global generators included:
-    the augmentation draws from them) ends where an uninterrupted run ends."""
-    images, _ = shapes
-    model = CDCClustering(3, **{**TINY, "epochs": 3})
-    X = load_images(images)
-    model.image_shape_ = tuple(X.shape[1:])
-    cpu = torch.device("cpu")
-    views = model._views(X, cpu)
-    (whole,), _ = model._full_runs(X, views, cpu, [7])
-    paused, _, scores = model._selected_run(X, views, cpu, [7, 7], until=1)
-    assert scores[0] == scores[1]
-    np.testing.assert_array_equal(whole.logits, paused.logits)
-    assert whole.history["loss"].tolist() == paused.history["loss"].tolist()
-
-
-def test_restarts_compared_early_keep_the_best_and_finish_it(shapes):
-    images, _ = shapes
-    params = {**TINY, "epochs": 3, "n_init": 3, "n_init_epochs": 1}
-    model = CDCClustering(3, **params).fit(images)
-    assert len(model.run_scores_) == 3
-    # Then the refinement stage, compared early too (it inherits the parameters).
-    refinement = ["refine"] * 3 + ["refine-self-labelling"] * 10
-    assert model.history_["phase"].tolist() == ["cdc"] * 3 + refinement
-    assert model.n_iter_ == 16 and model.history_["epoch"].tolist() == list(range(1, 17))
-    assert model.stop_reason_ is None
-    again = CDCClustering(3, **params).fit(images)
-    np.testing.assert_array_equal(model.labels_, again.labels_)
-
-
-@pytest.mark.parametrize(
-    "shape, params, plan",
-    [
-        ((5000, 1, 4, 4), {}, (3, None)),  # small sets: three runs to the end
-        ((6000, 1, 4, 4), {}, (1, None)),  # large sets: one run
-        ((6000, 16), {}, (3, None)),  # large feature sets: three short runs
-        ((6000, 16), {"n_init_epochs": 2}, (3, 2)),  # compared early: three again
-        ((6000, 1, 4, 4), {"n_init_epochs": 50}, (1, None)),  # nothing left to save
-        ((5000, 16), {"n_init": 1, "n_init_epochs": 2}, (1, None)),
-    ],
-)
-def test_restart_plan(shape, params, plan):
-    X = torch.zeros(shape, dtype=torch.uint8) if len(shape) == 4 else np.zeros(shape)
-    assert CDCClustering(10, **params)._restart_plan(X) == plan

@@ -1,10 +1,11 @@
+"""Views: neighbour positives of vectors and the exact neighbour search."""
+
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import adjusted_rand_score
+from sklearn.neighbors import NearestNeighbors
 
-from skcdc import CDCClustering
-from skcdc.views import NeighbourViews
+from skcdc.views import NeighbourViews, knn_indices
 
 
 @pytest.fixture(scope="module")
@@ -25,28 +26,25 @@ def _pairs(views, draws=200):
     return seen
 
 
-def test_mutual_positives_are_the_mutual_neighbours_or_the_nearest(points):
-    plain = NeighbourViews(points, 5)
-    views = NeighbourViews(points, 5, mutual=True)
-    graph = [set(row) for row in plain.neighbors.tolist()]
-    mutual = {(i, j) for i, row in enumerate(graph) for j in row if i in graph[j]}
-    lonely = {i for i in range(len(graph)) if not any(pair[0] == i for pair in mutual)}
-    nearest = {(i, plain.neighbors[i, 0].item()) for i in lonely}
-
-    assert torch.equal(views.neighbors, plain.neighbors)  # the score's graph is the whole one
-    assert mutual and lonely  # both cases occur on this data
-    assert _pairs(views) == mutual | nearest
-    assert _pairs(plain) == {(i, j) for i, row in enumerate(graph) for j in row}
+def test_positives_are_drawn_from_every_neighbour(points):
+    views = NeighbourViews(points, 5)
+    graph = [set(row) for row in views.neighbors.tolist()]
+    assert _pairs(views) == {(i, j) for i, row in enumerate(graph) for j in row}
 
 
-def test_mutual_views_of_itself_pair_each_sample_with_itself(points):
-    views = NeighbourViews(points, 5, mutual=True).of_itself()
+def test_views_of_itself_pair_each_sample_with_itself(points):
+    views = NeighbourViews(points, 5).of_itself()
     assert _pairs(views, draws=2) == {(i, i) for i in range(points.shape[0])}
 
 
-def test_mutual_neighbours_cluster_blobs(blobs):
-    X, y = blobs
-    model = CDCClustering(3, mutual_neighbors=True, epochs=15, batch_size=64, n_init=1)
-    labels = model.set_params(random_state=0).fit_predict(X)
-    assert adjusted_rand_score(y, labels) > 0.95
-    assert np.array_equal(labels, model.fit_predict(X))
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_the_search_is_exact_in_blocks(points, metric):
+    found = knn_indices(points, points, 6, metric=metric, exclude_self=True, block_size=64)
+    reference = NearestNeighbors(n_neighbors=7, metric=metric).fit(points.numpy())
+    expected = reference.kneighbors(points.numpy(), return_distance=False)[:, 1:]
+    np.testing.assert_array_equal(found.numpy(), expected)
+
+
+def test_a_single_sample_is_its_own_positive():
+    views = NeighbourViews(torch.ones(1, 3), 5)
+    assert views.neighbors.tolist() == [[0]]

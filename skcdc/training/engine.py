@@ -239,8 +239,10 @@ class Engine:
         self.epoch = int(state["epoch"])
         self.head_losses = list(state["head_losses"])
         self.logs = [dict(log) for log in state["logs"]]
-        for callback, callback_state in zip(self.callbacks, state["callbacks"], strict=True):
-            callback.load_state_dict(_to_device(callback_state, self.device))
+        for callback in self.callbacks:
+            saved = state["callbacks"].get(type(callback).__name__)
+            if saved is not None:
+                callback.load_state_dict(_to_device(saved, self.device))
         if not rng:
             return
         self.generator.set_state(state["view_generator"])
@@ -331,7 +333,13 @@ class Engine:
             "epoch": self.epoch,
             "network": copy_tensors(self.network.state_dict()),
             "optimizer": copy_tensors(self.optimizer.state_dict()),
-            "callbacks": [copy_tensors(callback.state_dict()) for callback in self.callbacks],
+            # By class: a progress bar or a checkpoint writer, which keep no
+            # state, may be attached to the resumed run and not the first.
+            "callbacks": {
+                type(callback).__name__: copy_tensors(callback.state_dict())
+                for callback in self.callbacks
+                if callback.state_dict()
+            },
             "head_losses": list(self.head_losses),
             "logs": [dict(log) for log in self.logs],
         }
