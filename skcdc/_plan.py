@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .devices import native_bfloat16
 from .loss import CDCLoss
 from .networks import ImageCDCNetwork, VectorCDCNetwork
-from .training.engine import native_bfloat16
 from .views import default_augmentation
 
 __all__ = ["LossSettings", "Plan", "make_plan"]

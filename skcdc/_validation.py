@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from .images import is_image_input
 
-__all__ = ["check_float32_range", "check_n_clusters", "image_mode", "resolve_device"]
+__all__ = ["check_float32_range", "check_n_clusters", "image_mode"]
 
 
 def image_mode(mode: str, X: Any) -> bool:
@@ -37,23 +36,3 @@ def check_float32_range(X: np.ndarray) -> None:
             f"X has values up to {largest:.3g}, beyond the float32 range ({limit:.3g}) the "
             "network computes in; rescale it first, e.g. with sklearn's StandardScaler."
         )
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """The torch device to train on, with a clear error when it is unusable."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'."
-        ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available on this machine; "
-            "use device='auto' or device='cpu'."
-        )
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda'.")
-    return resolved

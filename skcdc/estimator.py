@@ -22,6 +22,7 @@ from ._diagnostics import warn_collapse, warn_stopped
 from ._inference import flat, forward, softmax
 from ._plan import Plan, make_plan
 from ._version import __version__
+from .devices import resolve_device
 from .images import IMAGE_LAYOUTS, load_images
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS
 from .scoring import neighbour_agreement, neighbour_graph
@@ -316,7 +317,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self._validate_params()
         X = self._validate_input(X, reset=True)
         _validation.check_n_clusters(self.n_clusters, X.shape[0])
-        plan = self._plan(X, _validation.resolve_device(self.device))
+        plan = self._plan(X, resolve_device(self.device))
         result = train(
             plan,
             X,

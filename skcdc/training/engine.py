@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
+from ..devices import native_bfloat16
 from ..exceptions import DivergenceError
 from ..loss import LossOutput
 
-__all__ = ["DIVERGED", "INTERRUPTED", "Engine", "Phase", "epoch_steps", "native_bfloat16"]
+__all__ = ["DIVERGED", "INTERRUPTED", "Engine", "Phase", "epoch_steps"]
 
 # Why an engine stopped before its last epoch (``Engine.stop_reason``).
 INTERRUPTED = "interrupted"
@@ -32,23 +33,6 @@ DIVERGED = "diverged"
 
 # ``views(index, generator) -> (view_a, view_b)``: the two views of a batch.
 Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products in hardware: a CUDA
-    device that torch reports as bfloat16-capable (compute capability 8.0 and
-    up), or a CPU with AVX512-BF16 or AMX.
-
-    On other CPUs bfloat16 is emulated and slower than float32, so autocast
-    there would cost time for nothing. torch has no public query for the CPU
-    features; the private ones are looked up defensively.
-    """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type != "cpu":
-        return False
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def epoch_steps(n_samples: int, batch_size: int) -> int:
