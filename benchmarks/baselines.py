@@ -4,7 +4,7 @@ The SCAN-style head is written here, small, and is a *baseline*, not part of
 skcdc: the same MLP as CDCClustering's default network, trained on the same
 nearest-neighbour pairs with SCAN's loss (consistency of the two members'
 cluster probabilities, minus 5 times the entropy of the mean assignment), for
-as many epochs as CDCClustering's default.
+50 epochs, as long as or longer than one run of CDCClustering's default.
 """
 
 from __future__ import annotations

@@ -358,6 +358,5 @@ BENCHMARK_DATASETS = {
     **{name: partial(load_table, name) for name in _TABLES},
 }
 
-#: Data sets added to the suite after every default was chosen (session
-#: 14): a check that the defaults generalise, since none was set on them.
+#: Data sets no default was chosen on: a check that the defaults generalise.
 HELD_OUT_DATASETS = ("digits-efficientnet", *_TABLES)

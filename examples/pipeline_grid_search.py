@@ -1,6 +1,6 @@
 """CDCClustering inside a Pipeline, tuned by GridSearchCV with and without labels.
 
-    python examples/pipeline_grid_search.py           # 50 epochs per fit
+    python examples/pipeline_grid_search.py           # 30 epochs per fit
     python examples/pipeline_grid_search.py --quick   # 10 epochs per fit (< 1 min)
 
 With labels, ``accuracy_scorer`` (Hungarian-matched accuracy) picks the
@@ -23,7 +23,7 @@ from skcdc.metrics import accuracy_scorer, clustering_report
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--quick", action="store_true", help="10 epochs per fit")
 args = parser.parse_args()
-epochs = 10 if args.quick else 50
+epochs = 10 if args.quick else 30
 
 X, y = load_digits(return_X_y=True)
 pipe = make_pipeline(

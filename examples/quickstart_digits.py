@@ -1,6 +1,6 @@
 """Quickstart: cluster scikit-learn's digits with CDC and compare with k-means.
 
-Runs in about 15 seconds on two CPU cores.
+Runs in about 10 seconds on two CPU cores.
 """
 
 import numpy as np

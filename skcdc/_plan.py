@@ -2,8 +2,8 @@
 
 :func:`make_plan` turns the estimator's parameters and the shape of the data
 (rows, images or vectors, device) into a frozen :class:`Plan`; training reads
-nothing else. Budgets are counted in epochs (samples seen), so the same rule holds
-on any machine.
+nothing else. Budgets are counted in epochs (samples seen), with a floor in optimiser
+steps for tiny data sets, so the same rule holds on any machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .loss import CDCLoss
 from .networks import ImageCDCNetwork, VectorCDCNetwork
 from .views import default_augmentation
 
-__all__ = ["LossSettings", "Plan", "make_plan"]
+__all__ = ["LossSettings", "Plan", "epoch_steps", "make_plan"]
 
 # Restarts on small data sets, where a run's seed decides most and runs are
 # short: every run trains to the end and the best-scored one, or the
@@ -43,6 +43,10 @@ EPOCHS_IMAGES = 50
 # Self-labelling on vectors (and in image mode's refinement stage).
 SELF_LABELLING_EPOCHS = 10
 SELF_LABELLING_THRESHOLD = 0.95
+# A tiny data set makes one or two optimiser steps per epoch; training
+# converges by steps, so each vector phase makes at least this many.
+MIN_STEPS_CDC = 100
+MIN_STEPS_SELF_LABELLING = 50
 WEIGHT_DECAY = 1e-4
 DEFAULT_INSTANCE_DIM = 128
 
@@ -128,9 +132,10 @@ def make_plan(
     """
     batch_size = min(params["batch_size"], n_samples)
     n_init = _n_init(params["n_init"], n_samples, images)
+    steps_per_epoch = epoch_steps(n_samples, batch_size)
     epochs = params["epochs"]
     if epochs == "auto":
-        epochs = _epochs(n_samples, images)
+        epochs = _epochs(n_samples, steps_per_epoch, images)
     network, network_params = _network(params["network"], params["network_params"], images)
     plan = Plan(
         images=images,
@@ -144,7 +149,9 @@ def make_plan(
         n_init=n_init,
         batch_size=batch_size,
         epochs=epochs,
-        self_labelling_epochs=_self_labelling_epochs(params["self_labelling_epochs"], images),
+        self_labelling_epochs=_self_labelling_epochs(
+            params["self_labelling_epochs"], steps_per_epoch, images
+        ),
         learning_rate=params["learning_rate"],
         mixed_precision=_mixed_precision(params["mixed_precision"], device, images),
         device=device,
@@ -155,8 +162,13 @@ def make_plan(
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]
         if refine_epochs > 0:
-            plan = replace(plan, refinement=_refinement(plan, params, refine_epochs))
+            plan = replace(plan, refinement=_refinement(plan, params, n_samples, refine_epochs))
     return plan
+
+
+def epoch_steps(n_samples: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch: the engine drops the last partial batch."""
+    return max(n_samples // batch_size, 1)
 
 
 def _n_init(n_init: int | str, n_samples: int, images: bool) -> int:
@@ -169,18 +181,25 @@ def _n_init(n_init: int | str, n_samples: int, images: bool) -> int:
     return 1 if images else N_INIT_LARGE_VECTORS
 
 
-def _epochs(n_samples: int, images: bool) -> int:
+def _epochs(n_samples: int, steps_per_epoch: int, images: bool) -> int:
     if images:
         return EPOCHS_IMAGES
-    return EPOCHS_SMALL_VECTORS if n_samples <= SMALL_DATA else EPOCHS_LARGE_VECTORS
+    epochs = EPOCHS_SMALL_VECTORS if n_samples <= SMALL_DATA else EPOCHS_LARGE_VECTORS
+    return max(epochs, _ceil_div(MIN_STEPS_CDC, steps_per_epoch))
 
 
-def _self_labelling_epochs(requested: int | str, images: bool) -> int:
+def _self_labelling_epochs(requested: int | str, steps_per_epoch: int, images: bool) -> int:
     if requested != "auto":
         return requested
     # Self-labelling needs an encoder that already clusters; while an image
     # encoder is trained end to end, the refinement stage does it instead.
-    return 0 if images else SELF_LABELLING_EPOCHS
+    if images:
+        return 0
+    return max(SELF_LABELLING_EPOCHS, _ceil_div(MIN_STEPS_SELF_LABELLING, steps_per_epoch))
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _loss(params: Mapping[str, Any], images: bool) -> LossSettings:
@@ -254,7 +273,7 @@ def _network(
     return network, MappingProxyType(kwargs)
 
 
-def _refinement(plan: Plan, params: Mapping[str, Any], epochs: int) -> Plan:
+def _refinement(plan: Plan, params: Mapping[str, Any], n_samples: int, epochs: int) -> Plan:
     """Image mode's second stage: the default vector network on the trained
     backbone's features, with neighbour positives, restarted and ending in
     self-labelling like a frozen-feature fit."""
@@ -270,7 +289,9 @@ def _refinement(plan: Plan, params: Mapping[str, Any], epochs: int) -> Plan:
         loss=_loss(features, images=False),
         n_init=n_init,
         epochs=epochs,
-        self_labelling_epochs=_self_labelling_epochs(params["self_labelling_epochs"], images=False),
+        self_labelling_epochs=_self_labelling_epochs(
+            params["self_labelling_epochs"], epoch_steps(n_samples, plan.batch_size), images=False
+        ),
         # The image network's precision carries over to its features' stage.
         mixed_precision=plan.mixed_precision,
         # The image network is one backbone followed by one run's heads.

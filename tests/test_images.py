@@ -184,10 +184,10 @@ def test_refinement_trains_new_heads_on_the_frozen_backbone(shapes, fitted_image
     images, _ = shapes
     model = fitted_images
     assert model.refined_
-    # The refinement stage self-labels for 10 epochs by default.
-    refinement = ["refine"] * 2 + ["refine-self-labelling"] * 10
+    # The refinement stage self-labels for 50 optimiser steps here (3 an epoch).
+    refinement = ["refine"] * 2 + ["refine-self-labelling"] * 17
     assert model.history_["phase"].tolist() == ["cdc", "cdc", *refinement]
-    assert model.n_iter_ == 14 and model.history_["epoch"].tolist() == list(range(1, 15))
+    assert model.n_iter_ == 21 and model.history_["epoch"].tolist() == list(range(1, 22))
     assert isinstance(model.network_[1], BackboneFeatures)
     # The end-to-end stage is the same with the refinement off; the refinement
     # leaves its backbone as it was and replaces the heads.
@@ -213,8 +213,8 @@ def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
     images, _ = shapes
     first = CDCClustering(3, checkpoint_dir=tmp_path, **TINY).fit(images)
     saved = files.load(tmp_path / "refine" / "run-0.pt", kind="checkpoint")
-    # The CDC phase and the 10 self-labelling epochs of the refinement stage.
-    assert saved["state"]["epoch"] == TINY["epochs"] + 10
+    # The CDC phase and the 17 self-labelling epochs of the refinement stage.
+    assert saved["state"]["epoch"] == TINY["epochs"] + 17
     assert (tmp_path / "run-0.pt").exists()
     # A refit resumes both finished stages and ends where an uncheckpointed fit ends.
     again = CDCClustering(3, checkpoint_dir=tmp_path, **TINY).fit(images)
@@ -223,7 +223,7 @@ def test_both_stages_checkpoint_and_resume(shapes, fitted_images, tmp_path):
         np.testing.assert_allclose(
             model.transform(images), fitted_images.transform(images), atol=1e-6
         )
-    assert again.history_["epoch"].tolist() == list(range(1, 15))
+    assert again.history_["epoch"].tolist() == list(range(1, 22))
 
 
 def test_each_refinement_run_reports_its_score(shapes):

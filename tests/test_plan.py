@@ -22,13 +22,24 @@ def plan_for(n_samples, images=False, **params):
 
 
 @pytest.mark.parametrize(
-    "images, params, expected",
-    [(False, {}, 10), (False, {"self_labelling_epochs": 4}, 4), (True, {}, 0)],
+    "n_samples, images, params, expected",
+    [
+        (2000, False, {}, 10),  # 7 steps an epoch: 10 epochs are 70 steps
+        (300, False, {}, 50),  # 1 step an epoch: at least 50 steps
+        (600, False, {}, 25),  # 2 steps an epoch
+        (300, False, {"self_labelling_epochs": 4}, 4),
+        (300, True, {}, 0),
+    ],
 )
-def test_self_labelling_ends_vector_runs_only(images, params, expected):
-    plan = plan_for(300, images, **params)
+def test_self_labelling_ends_vector_runs_only(n_samples, images, params, expected):
+    plan = plan_for(n_samples, images, **params)
     assert plan.self_labelling_epochs == expected
     assert plan.epochs_per_run == plan.epochs + expected
+
+
+@pytest.mark.parametrize("n_samples, epochs", [(2000, 30), (600, 50), (150, 100)])
+def test_tiny_data_sets_train_at_least_100_steps(n_samples, epochs):
+    assert plan_for(n_samples).epochs == epochs
 
 
 @pytest.mark.parametrize(

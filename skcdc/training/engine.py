@@ -24,7 +24,7 @@ from ..devices import native_bfloat16
 from ..exceptions import DivergenceError
 from ..loss import LossOutput
 
-__all__ = ["DIVERGED", "INTERRUPTED", "Engine", "Phase", "epoch_steps"]
+__all__ = ["DIVERGED", "INTERRUPTED", "Engine", "Phase"]
 
 # Why an engine stopped before its last epoch (``Engine.stop_reason``).
 INTERRUPTED = "interrupted"
@@ -33,12 +33,6 @@ DIVERGED = "diverged"
 
 # ``views(index, generator) -> (view_a, view_b)``: the two views of a batch.
 Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-
-
-def epoch_steps(n_samples: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch over ``n_samples``: the engine drops the
-    last partial batch."""
-    return max(n_samples // batch_size, 1)
 
 
 @dataclass
@@ -145,7 +139,7 @@ class Engine:
     @property
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch (the last partial batch is dropped)."""
-        return epoch_steps(len(self.sampler), self.batch_size)
+        return max(len(self.sampler) // self.batch_size, 1)
 
     def _autocast(self):
         if self.mixed_precision:
