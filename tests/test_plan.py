@@ -63,7 +63,7 @@ def test_batch_shrinks_to_the_data():
 
 
 def test_image_mode_trains_end_to_end_then_refines_on_features():
-    plan = plan_for(300, images=True, epochs=4)
+    plan = plan_for(3000, images=True, epochs=4)
     assert plan.images and plan.network is ImageCDCNetwork
     assert plan.self_labelling_epochs == 0
     assert (plan.loss.equipartition, plan.loss.anchor_weight) == ("sinkhorn", 3.0)
