@@ -205,7 +205,7 @@ def full_runs(results: Path) -> str:
         "`python benchmarks/fashion_full.py` (image mode, default settings but for the\n"
         "epochs; split `all` is the 70000 training and test images; one record per file\n"
         "in `benchmarks/results/`). A record\n"
-        "without a refinement time was made before the refinement stage existed.\n\n"
+        "without a refinement time trained the end-to-end stage alone.\n\n"
         + "\n".join(lines)
         + "\n\n"
     )
