@@ -120,14 +120,15 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         samples 4 on vectors and 3 on images; above, 3 on vectors and 1 on
         images. Each restart costs one more run.
     epochs : int or "auto", default="auto"
-        Passes over the data in the CDC phase of each run. ``"auto"``: 20
-        on vectors, 50 on images.
+        Passes over the data in the CDC phase of each run. ``"auto"``: on
+        vectors 30 up to 5000 samples and 20 above (at least 100 optimiser
+        steps), 50 on images.
     self_labelling_epochs : int or "auto", default="auto"
         Epochs of a last phase (SCAN's self-labelling) in which each
         confident prediction becomes the target of another view of the same
-        sample. ``"auto"``: on vectors 10, lengthened to 200 optimiser steps
-        on small data sets but never beyond ``epochs``; none while an image
-        encoder is trained end to end (the refinement stage has it).
+        sample. ``"auto"``: on vectors 10 (at least 50 optimiser steps);
+        none while an image encoder is trained end to end (the refinement
+        stage has it).
     batch_size : int, default=256
         Samples per optimiser step (each gives two views); shrunk to the
         number of samples when larger.
