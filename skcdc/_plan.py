@@ -162,7 +162,7 @@ def make_plan(
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]
         if refine_epochs > 0:
-            plan = replace(plan, refinement=_refinement(plan, params, n_samples, refine_epochs))
+            plan = replace(plan, refinement=_refinement(plan, params, steps_per_epoch, refine_epochs))
     return plan
 
 
@@ -273,7 +273,9 @@ def _network(
     return network, MappingProxyType(kwargs)
 
 
-def _refinement(plan: Plan, params: Mapping[str, Any], n_samples: int, epochs: int) -> Plan:
+def _refinement(
+    plan: Plan, params: Mapping[str, Any], steps_per_epoch: int, epochs: int
+) -> Plan:
     """Image mode's second stage: the default vector network on the trained
     backbone's features, with neighbour positives, restarted and ending in
     self-labelling like a frozen-feature fit."""
@@ -290,7 +292,7 @@ def _refinement(plan: Plan, params: Mapping[str, Any], n_samples: int, epochs: i
         n_init=n_init,
         epochs=epochs,
         self_labelling_epochs=_self_labelling_epochs(
-            params["self_labelling_epochs"], epoch_steps(n_samples, plan.batch_size), images=False
+            params["self_labelling_epochs"], steps_per_epoch, images=False
         ),
         # The image network's precision carries over to its features' stage.
         mixed_precision=plan.mixed_precision,

@@ -364,11 +364,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     def _validate_input(self, X: Any, reset: bool) -> np.ndarray | torch.Tensor:
         """X as a float table or a (N, C, H, W) image tensor, checked against
         what fit saw when ``reset`` is False."""
-        fitted_on_images = hasattr(self, "image_shape_")
-        if reset or fitted_on_images:
-            images = _validation.image_mode(self.mode, X) if reset else True
-        else:
-            images = False
+        images = _validation.image_mode(self.mode, X) if reset else hasattr(self, "image_shape_")
         if not images:
             X = validate_data(
                 self, X, dtype=[np.float64, np.float32], ensure_min_samples=2 if reset else 1,

@@ -22,7 +22,7 @@ from ._plan import make_plan
 from .estimator import CDCClustering
 from .networks import SelectHead
 from .training.consensus import RestartConsensus
-from .training.runs import build_network
+from .training.runs import build_network, input_normalizer
 from .training.stages import backbone_encoder
 
 __all__ = ["load_model", "save_model"]
@@ -135,15 +135,17 @@ def _skeleton(model: CDCClustering) -> nn.Module:
         image_shape=shape if images else None,
         device=torch.device("cpu"),
     )
-    network = build_network(plan, like)
+    normalizer = input_normalizer(plan, like)
+    network = build_network(plan, normalizer, shape)
     if model.refined_:
         encoder = backbone_encoder(network)
-        width = network[1].heads.categorical.in_features
-        heads = build_network(plan.refinement, np.zeros((2, width), dtype=np.float32))
+        width = (network[1].heads.categorical.in_features,)
+        features = np.zeros((2, *width), dtype=np.float32)
+        heads = build_network(plan.refinement, input_normalizer(plan.refinement, features), width)
         network = nn.Sequential(*encoder, *heads)
     if model.consensus_:
         # The heads, centres and variance are buffers the state dict fills.
-        runs = [network] + [build_network(plan, like) for _ in model.run_scores_[1:]]
+        runs = [network] + [build_network(plan, normalizer, shape) for _ in model.run_scores_[1:]]
         centers = torch.zeros(model.n_clusters, len(runs) * model.n_clusters)
         return RestartConsensus(runs, [0] * len(runs), centers, 1.0, reference=0)
     network.append(SelectHead(model.best_head_))

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
-from ..devices import native_bfloat16
+from .._plan import epoch_steps
 from ..exceptions import DivergenceError
 from ..loss import LossOutput
 
@@ -82,8 +81,9 @@ class Engine:
         Source of all the randomness the views draw.
     n_clusters : int
     mixed_precision : bool
-        Autocast the network to bfloat16 where the device computes it
-        natively (:func:`native_bfloat16`); float32 elsewhere.
+        Autocast the network to bfloat16 (the loss stays in float32). The
+        caller decides where that pays: the training plan asks for it only
+        where the device computes bfloat16 natively.
     callbacks : sequence of :class:`~skcdc.training.callbacks.Callback`
         Called around every epoch; their own state is part of
         :meth:`state_dict`, so a resumed run continues as an uninterrupted one.
@@ -128,7 +128,7 @@ class Engine:
         self.device = device
         self.generator = generator
         self.n_clusters = n_clusters
-        self.mixed_precision = mixed_precision and native_bfloat16(device)
+        self.mixed_precision = mixed_precision
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.head_losses: list[float] = []
@@ -139,7 +139,7 @@ class Engine:
     @property
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch (the last partial batch is dropped)."""
-        return max(len(self.sampler) // self.batch_size, 1)
+        return epoch_steps(len(self.sampler), self.batch_size)
 
     def _autocast(self):
         if self.mixed_precision:
@@ -174,8 +174,7 @@ class Engine:
             out.loss.backward()
             self.optimizer.step()
             # Cluster sizes per head, (H, K), from the argmax that prediction uses.
-            labels = logits_a.detach().argmax(-1)
-            batch_counts = F.one_hot(labels, self.n_clusters).sum(0).reshape(-1, self.n_clusters)
+            batch_counts = _cluster_counts(logits_a.detach(), self.n_clusters)
             counts = batch_counts if counts is None else counts + batch_counts
             head_losses = out.per_head if head_losses is None else head_losses + out.per_head
             totals["loss"] += out.loss.detach()
@@ -233,11 +232,8 @@ class Engine:
 
     # ---------------------------------------------------------------- loop
 
-    def fit(self, until: int | None = None) -> Engine:
+    def fit(self) -> Engine:
         """Run the phases in order from ``self.epoch``, calling the callbacks.
-
-        ``until`` stops after that epoch (counted over all phases); calling
-        ``fit`` again continues from there.
 
         A NaN or infinite epoch loss, or a ``KeyboardInterrupt``, restores the
         weights of the last completed epoch and sets :attr:`stop_reason`
@@ -251,8 +247,6 @@ class Engine:
             callback.on_train_begin(self)
         try:
             for phase in self._remaining_phases():
-                if until is not None and self.epoch >= until:
-                    break
                 log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase)}
                 if not math.isfinite(log["loss"]):
                     self.stop_reason = DIVERGED
@@ -314,13 +308,23 @@ class Engine:
             # By class: a progress bar or a checkpoint writer, which keep no
             # state, may be attached to the resumed run and not the first.
             "callbacks": {
-                type(callback).__name__: copy_tensors(callback.state_dict())
+                type(callback).__name__: copy_tensors(state)
                 for callback in self.callbacks
-                if callback.state_dict()
+                if (state := callback.state_dict())
             },
             "head_losses": list(self.head_losses),
             "logs": [dict(log) for log in self.logs],
         }
+
+
+def _cluster_counts(logits: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    """How many samples each head's argmax puts in each cluster, (H, K), from
+    logits (B, K) or (B, H, K): one bincount, with no (B, K) one-hot in between."""
+    labels = logits.argmax(-1).reshape(logits.shape[0], -1)
+    n_heads = labels.shape[1]
+    offsets = torch.arange(n_heads, device=labels.device) * n_clusters
+    counts = torch.bincount((labels + offsets).flatten(), minlength=n_heads * n_clusters)
+    return counts.reshape(n_heads, n_clusters)
 
 
 def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:

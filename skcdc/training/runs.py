@@ -7,10 +7,9 @@ whether it trains alone, among restarts or after a resume from a checkpoint.
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,7 @@ from .callbacks import Checkpoint, ProgressBar
 from .engine import Engine, Phase
 from .relocation import EmptyClusterRelocation
 
-__all__ = ["Run", "build_network", "make_views", "train_run"]
+__all__ = ["Run", "build_network", "input_normalizer", "make_views", "train_run"]
 
 Views = NeighbourViews | AugmentedViews
 
@@ -61,26 +60,27 @@ def make_views(plan: Plan, X: np.ndarray | torch.Tensor) -> Views:
     return NeighbourViews(data, plan.n_neighbors, metric=plan.metric)
 
 
-def build_network(
-    plan: Plan, X: np.ndarray | torch.Tensor, network_params: Mapping[str, Any] | None = None
-) -> nn.Sequential:
-    """Input normalisation, fitted on X, followed by the plan's network
-    (built with ``network_params`` instead of the plan's when given)."""
-    params = dict(plan.network_params if network_params is None else network_params)
+def input_normalizer(plan: Plan, X: np.ndarray | torch.Tensor) -> nn.Module:
+    """Input scaling fitted on X, once per stage and shared by its runs:
+    per-channel standardisation of images, centring and one global scale of
+    vectors."""
     if plan.images:
-        return nn.Sequential(
-            ChannelNormalizer.from_images(X),
-            plan.network(
-                in_channels=X.shape[1],
-                image_size=tuple(X.shape[2:]),
-                n_clusters=plan.n_clusters,
-                **params,
-            ),
-        )
-    data = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
+        return ChannelNormalizer.from_images(X)
+    return InputScaler.from_data(torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32))
+
+
+def build_network(
+    plan: Plan, normalizer: nn.Module, input_shape: tuple[int, ...]
+) -> nn.Sequential:
+    """A copy of ``normalizer`` followed by a freshly initialised network of the
+    plan for inputs of ``input_shape`` (one sample's)."""
+    if plan.images:
+        shape = {"in_channels": input_shape[0], "image_size": tuple(input_shape[1:])}
+    else:
+        shape = {"in_features": input_shape[0]}
     return nn.Sequential(
-        InputScaler.from_data(data),
-        plan.network(in_features=X.shape[1], n_clusters=plan.n_clusters, **params),
+        copy.deepcopy(normalizer),
+        plan.network(**shape, n_clusters=plan.n_clusters, **plan.network_params),
     )
 
 
@@ -88,12 +88,14 @@ def train_run(
     plan: Plan,
     X: np.ndarray | torch.Tensor,
     views: Views,
+    normalizer: nn.Module,
     seed: int,
     *,
     checkpoint: tuple[str | os.PathLike, dict] | None = None,
     verbose: int = 0,
 ) -> Run:
-    """Train one run from ``seed`` to the end (or until training stops).
+    """Train one run from ``seed`` to the end (or until training stops), its
+    network starting with a copy of ``normalizer`` (:func:`input_normalizer`).
 
     ``checkpoint`` is ``(path, identity)``: the run resumes from the file when
     it holds a run of the same identity, refuses one of another, and saves
@@ -104,10 +106,10 @@ def train_run(
     # while the user's random state stays untouched.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        network = build_network(plan, X).to(device)
+        network = build_network(plan, normalizer, tuple(X.shape[1:])).to(device)
         if device.type == "cuda" and plan.images:
             network = network.to(memory_format=torch.channels_last)
-        engine = _engine(plan, network, views, seed, verbose)
+        engine = _engine(plan, network, views, len(X), seed, verbose)
         if checkpoint is not None:
             _attach_checkpoint(engine, *checkpoint)
         engine.fit()
@@ -136,13 +138,14 @@ def run_score(plan: Plan, logits: np.ndarray, z: np.ndarray, views: Views) -> fl
     return neighbour_agreement(logits.argmax(axis=1), neighbors)
 
 
-def _engine(plan: Plan, network: nn.Module, views: Views, seed: int, verbose: int) -> Engine:
+def _engine(
+    plan: Plan, network: nn.Module, views: Views, n_samples: int, seed: int, verbose: int
+) -> Engine:
     # foreach: one kernel per operation over all parameters, where torch's CPU
     # default loops over them in Python, a tenth of a small network's step.
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay, foreach=True
     )
-    n_samples = len(views.data) if isinstance(views, NeighbourViews) else len(views.images)
     callbacks: list = [EmptyClusterRelocation()]
     if verbose:
         callbacks.append(ProgressBar(desc="CDCClustering"))

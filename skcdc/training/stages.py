@@ -26,7 +26,7 @@ from ..scoring import neighbour_agreement
 from ..views import NeighbourViews
 from .consensus import RestartConsensus, fit_consensus
 from .engine import INTERRUPTED
-from .runs import Run, make_views, train_run
+from .runs import Run, input_normalizer, make_views, train_run
 
 __all__ = ["Result", "train"]
 
@@ -89,6 +89,7 @@ def _train_runs(
     verbose: int,
 ) -> tuple[list[Run], str | None]:
     """Train one run per seed, stopping at the first run that stops early."""
+    normalizer = input_normalizer(plan, X)
     # What identifies a run in a checkpoint: the data, the seed and the plan.
     data_hash = None
     if checkpoint_dir is not None:
@@ -102,7 +103,9 @@ def _train_runs(
             identity = {"data": data_hash, "seed": seed, "plan": plan.identity()}
             checkpoint = (Path(checkpoint_dir) / f"run-{index}.pt", identity)
         try:
-            run = train_run(plan, X, views, seed, checkpoint=checkpoint, verbose=verbose)
+            run = train_run(
+                plan, X, views, normalizer, seed, checkpoint=checkpoint, verbose=verbose
+            )
         except KeyboardInterrupt:
             # Interrupted before this run finished an epoch: keep the earlier runs.
             if not runs:
