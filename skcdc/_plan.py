@@ -47,6 +47,9 @@ SELF_LABELLING_THRESHOLD = 0.95
 # converges by steps, so each vector phase makes at least this many.
 MIN_STEPS_CDC = 100
 MIN_STEPS_SELF_LABELLING = 50
+# Equal cluster sizes are asked of a window of at least this many samples
+# per cluster: beyond the batch when there are many clusters.
+BALANCE_SAMPLES_PER_CLUSTER = 8
 WEIGHT_DECAY = 1e-4
 DEFAULT_INSTANCE_DIM = 128
 
@@ -62,6 +65,7 @@ class LossSettings:
     entropy_weight: float
     sinkhorn_epsilon: float
     anchor_weight: float
+    balance_window: int
 
     def criterion(self) -> CDCLoss:
         return CDCLoss(**asdict(self))
@@ -220,6 +224,7 @@ def _loss(params: Mapping[str, Any], images: bool) -> LossSettings:
         # assignments keeps an end-to-end encoder from collapsing clusters at
         # prediction time.
         anchor_weight=3.0 if images else 1.0,
+        balance_window=BALANCE_SAMPLES_PER_CLUSTER * params["n_clusters"],
     )
 
 

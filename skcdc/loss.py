@@ -27,7 +27,6 @@ __all__ = [
     "NEGATIVE_WEIGHTINGS",
     "CDCLoss",
     "LossOutput",
-    "PseudoLabelLoss",
     "SelfLabelLoss",
     "joint_similarity",
     "joint_similarity_nt_xent",
@@ -212,7 +211,7 @@ class LossOutput:
 class _HeadwiseLoss:
     """A loss defined on one categorical head, applied to every head.
 
-    Subclasses define ``_single_head(logits_a, z_a, logits_b, z_b, index)``.
+    Subclasses define ``_single_head(logits_a, z_a, logits_b, z_b, index, head)``.
     The logits given to ``__call__`` are (B, K), or (B, H, K) for a network
     with H categorical heads: each head then gets its own loss over the shared
     instance part, the mean over heads is optimised, and ``per_head`` keeps
@@ -230,9 +229,9 @@ class _HeadwiseLoss:
         index: torch.Tensor | None = None,
     ) -> LossOutput:
         if logits_a.dim() == 2:
-            return self._single_head(logits_a, z_a, logits_b, z_b, index)
+            return self._single_head(logits_a, z_a, logits_b, z_b, index, 0)
         heads = [
-            self._single_head(logits_a[:, h], z_a, logits_b[:, h], z_b, index)
+            self._single_head(logits_a[:, h], z_a, logits_b[:, h], z_b, index, h)
             for h in range(logits_a.shape[1])
         ]
         return LossOutput(
@@ -254,7 +253,7 @@ class CDCLoss(_HeadwiseLoss):
         How the equal-size constraint enters. ``"sinkhorn"``: the categorical
         part of a view is the differentiable log-domain Sinkhorn assignment of
         its batch. ``"entropy"``: it is ``softmax(logits)`` and
-        ``entropy_weight`` times the entropy of the batch's mean assignment is
+        ``entropy_weight`` times the entropy of the mean assignment is
         subtracted from the loss. ``"none"``: plain softmax, no constraint.
     sinkhorn_epsilon : float
         Entropic regularisation of Sinkhorn; lower means harder assignments.
@@ -270,6 +269,16 @@ class CDCLoss(_HeadwiseLoss):
         towards the detached balanced assignment of the *other* view (swapped
         prediction). Without it, the balance reached in training does not
         carry over to ``argmax(logits)`` at prediction time.
+    balance_window : int, default=0
+        Samples over which equal cluster sizes are asked for. Up to the
+        views of one batch, the batch alone (each step balances what it
+        sees). Beyond, so that a window holds several samples of every
+        cluster when there are more clusters than a batch can show:
+        ``"entropy"`` reads the entropy of a running estimate of the cluster
+        marginal (an exponential moving average over about that many
+        samples, as TEMI does), and ``"sinkhorn"`` balances each batch
+        together with a queue of the logits of recent batches (as SwAV's
+        queue does). The window's state is part of :meth:`state_dict`.
     """
 
     def __init__(
@@ -283,6 +292,7 @@ class CDCLoss(_HeadwiseLoss):
         entropy_weight: float = 1.0,
         negative_weighting: str = "hard",
         anchor_weight: float = 1.0,
+        balance_window: int = 0,
     ) -> None:
         if equipartition not in EQUIPARTITIONS:
             raise ValueError(
@@ -296,13 +306,32 @@ class CDCLoss(_HeadwiseLoss):
         self.entropy_weight = entropy_weight
         self.negative_weighting = negative_weighting
         self.anchor_weight = anchor_weight
+        self.balance_window = balance_window
+        # Per head: the running cluster marginal (K,) and the queue of recent
+        # logits (Q, K), filled as training goes.
+        self._marginals: dict[int, torch.Tensor] = {}
+        self._queues: dict[int, torch.Tensor] = {}
 
-    def categorical_part(self, logits: torch.Tensor) -> torch.Tensor:
+    def state_dict(self) -> dict:
+        """The balance window's state (empty while the batch is the window)."""
+        return {"marginals": dict(self._marginals), "queues": dict(self._queues)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._marginals = dict(state.get("marginals", {}))
+        self._queues = dict(state.get("queues", {}))
+
+    def categorical_part(self, logits: torch.Tensor, head: int = 0) -> torch.Tensor:
         """The categorical part of a batch of views under the constraint."""
         logits = logits.float()
-        if self.equipartition == "sinkhorn":
-            return sinkhorn(logits / self.sinkhorn_epsilon, self.sinkhorn_iterations)
-        return logits.softmax(dim=1)
+        if self.equipartition != "sinkhorn":
+            return logits.softmax(dim=1)
+        scores = logits / self.sinkhorn_epsilon
+        queue = self._queues.get(head)
+        if queue is None:
+            return sinkhorn(scores, self.sinkhorn_iterations)
+        # The queue's rows share the balance but pass no gradient.
+        both = torch.cat([scores, queue.to(scores.device) / self.sinkhorn_epsilon])
+        return sinkhorn(both, self.sinkhorn_iterations)[: scores.shape[0]]
 
     def _single_head(
         self,
@@ -311,9 +340,10 @@ class CDCLoss(_HeadwiseLoss):
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
         index: torch.Tensor | None,
+        head: int,
     ) -> LossOutput:
-        c_a = self.categorical_part(logits_a)
-        c_b = self.categorical_part(logits_b)
+        c_a = self.categorical_part(logits_a, head)
+        c_b = self.categorical_part(logits_b, head)
         contrastive = joint_similarity_nt_xent(
             c_a,
             z_a,
@@ -333,8 +363,9 @@ class CDCLoss(_HeadwiseLoss):
             )
         balance = zero
         if self.entropy_weight > 0 and self.equipartition != "none":
-            p = torch.cat([log_p_a, log_p_b]).exp()
-            balance = -marginal_entropy(p)
+            balance = self._balance(torch.cat([log_p_a, log_p_b]).exp(), head)
+        if self.equipartition == "sinkhorn":
+            self._enqueue(logits_a, head)
         loss = contrastive + self.anchor_weight * anchor + self.entropy_weight * balance
         return LossOutput(
             loss=loss,
@@ -343,6 +374,35 @@ class CDCLoss(_HeadwiseLoss):
             balance=balance,
             per_head=loss.detach()[None],
         )
+
+    def _balance(self, p: torch.Tensor, head: int) -> torch.Tensor:
+        """Minus the entropy of the cluster marginal: of this batch, or of the
+        window's running estimate when the window is longer than the batch."""
+        if self.balance_window <= p.shape[0]:
+            return -marginal_entropy(p)
+        mean = p.mean(dim=0)
+        momentum = 1.0 - p.shape[0] / self.balance_window
+        with torch.no_grad():
+            previous = self._marginals.get(head)
+            running = mean.detach() if previous is None else (
+                momentum * previous.to(mean.device) + (1 - momentum) * mean.detach()
+            )
+            self._marginals[head] = running
+        # The gradient of -H(m) with respect to the marginal m is log m + 1;
+        # the window's estimate takes m's place, and the constant drops out
+        # because every row of p sums to 1. Its value is -H of the estimate.
+        log_running = running.clamp_min(1e-12).log()
+        return (mean * log_running).sum() - ((mean - running) * log_running).sum().detach()
+
+    def _enqueue(self, logits: torch.Tensor, head: int) -> None:
+        """Keep the most recent logits, up to the window less one batch."""
+        length = self.balance_window - logits.shape[0]
+        if length <= 0:
+            return
+        fresh = logits.detach().float()
+        queue = self._queues.get(head)
+        queue = fresh if queue is None else torch.cat([fresh, queue.to(fresh.device)])
+        self._queues[head] = queue[:length]
 
 
 _SCALARS = ("loss", "contrastive", "anchor", "balance")
@@ -375,6 +435,7 @@ class SelfLabelLoss(_HeadwiseLoss):
         logits_b: torch.Tensor,
         z_b: torch.Tensor,
         index: torch.Tensor | None,
+        head: int,
     ) -> LossOutput:
         with torch.no_grad():
             confidence, target = logits_a.float().softmax(1).max(1)
@@ -387,38 +448,3 @@ class SelfLabelLoss(_HeadwiseLoss):
             weight = weight / weight[counts > 0].mean()
             loss = F.cross_entropy(logits_b[confident].float(), target[confident], weight=weight)
         return LossOutput.of(loss)
-
-
-class PseudoLabelLoss(_HeadwiseLoss):
-    """Cross-entropy of both views to fixed per-sample targets (a warm start).
-
-    Used before the CDC phase to start the categorical head from a stable
-    partition, k-means' by default, instead of from a random one.
-
-    Parameters
-    ----------
-    targets : LongTensor of shape (N,)
-        The target cluster of every training sample, on the training device.
-    """
-
-    def __init__(self, targets: torch.Tensor) -> None:
-        self.targets = targets
-
-    def _single_head(
-        self,
-        logits_a: torch.Tensor,
-        z_a: torch.Tensor,
-        logits_b: torch.Tensor,
-        z_b: torch.Tensor,
-        index: torch.Tensor | None,
-    ) -> LossOutput:
-        if index is None:
-            raise ValueError("PseudoLabelLoss needs the batch's sample indices (index=...).")
-        target = self.targets[index]
-        return LossOutput.of(
-            0.5
-            * (
-                F.cross_entropy(logits_a.float(), target)
-                + F.cross_entropy(logits_b.float(), target)
-            )
-        )

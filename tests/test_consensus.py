@@ -99,9 +99,9 @@ def test_the_consensus_scores_at_least_as_well_as_every_run(blobs, consensus):
 def test_the_default_keeps_the_best_run_when_the_consensus_scores_lower(blobs, monkeypatch):
     X, _ = blobs
 
-    def one_cluster(probabilities, random_state):
+    def one_cluster(probabilities, random_state, reference):
         # A consensus with every sample at its first centre scores 0.
-        centers, variance, labels = fit_consensus(probabilities, random_state)
+        centers, variance, labels = fit_consensus(probabilities, random_state, reference)
         centers[1:] += 100.0
         return centers, variance, np.zeros_like(labels)
 
@@ -126,3 +126,15 @@ def test_one_run_is_not_combined(blobs):
     X, _ = blobs
     model = CDCClustering(3, n_init=1, **RUNS).fit(X)
     assert not isinstance(model.network_, RestartConsensus) and not model.consensus_
+
+
+def test_many_clusters_start_from_the_reference_partition():
+    # Beyond k-means++'s range of clusters the consensus of identical runs is
+    # their own partition, found from the reference run's start.
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.arange(400) % 40)
+    probabilities = np.full((400, 40), 0.1 / 39)
+    probabilities[np.arange(400), labels] = 0.9
+    centers, _, consensus = fit_consensus([probabilities, probabilities], 0, reference=1)
+    assert centers.shape == (40, 80)
+    assert adjusted_rand_score(labels, consensus) == 1.0

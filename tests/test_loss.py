@@ -147,15 +147,53 @@ def test_self_label_loss_uses_only_confident_samples_with_balanced_weights():
     assert SelfLabelLoss(threshold=1.0)(teacher * 0, z, student, z).loss == 0
 
 
-def test_pseudo_label_loss_targets_follow_the_batch_indices():
-    from skcdc.loss import PseudoLabelLoss
+def test_a_window_no_longer_than_the_batch_is_the_batch_itself():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 8, 5)
+    z = F.normalize(torch.randn(2, 8, 4), dim=-1)
+    batch = CDCLoss(tau_c=0.5, tau_z=0.5, equipartition="entropy")
+    window = CDCLoss(tau_c=0.5, tau_z=0.5, equipartition="entropy", balance_window=16)
+    assert torch.equal(batch(logits[0], z[0], logits[1], z[1]).loss, window(logits[0], z[0], logits[1], z[1]).loss)
+    assert window.state_dict() == {"marginals": {}, "queues": {}}
 
-    targets = torch.tensor([0, 1, 1, 0])
-    loss = PseudoLabelLoss(targets)
+
+def test_the_entropy_window_balances_the_running_marginal_not_the_batch():
+    # Each batch shows only 2 of 20 clusters; over a window of 160 samples the
+    # running marginal approaches what the batches show together.
+    loss = CDCLoss(tau_c=0.5, tau_z=0.5, equipartition="entropy", balance_window=160)
     z = F.normalize(torch.ones(2, 3), dim=1)
-    right = torch.tensor([[0.0, 9.0], [9.0, 0.0]])  # rows 2 and 3: classes 1, 0
-    index = torch.tensor([2, 3])
-    assert loss(right, z, right, z, index=index).loss < 0.01
-    assert loss(right.flip(1), z, right.flip(1), z, index=index).loss > 5
-    with pytest.raises(ValueError, match="index"):
-        loss(right, z, right, z)
+    for step in range(400):
+        logits = torch.full((2, 20), -20.0)
+        logits[:, (2 * step) % 20] = 20.0
+        logits[:, (2 * step + 1) % 20] = 20.0
+        logits[1] = logits[1].roll(1)
+        out = loss(logits, z, logits, z)
+    marginal = loss.state_dict()["marginals"][0]
+    assert marginal.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert marginal.min() > 0.5 / 20 and marginal.max() < 2 / 20
+    # The balance term reads the entropy of the running marginal: near log K,
+    # where one batch alone has the entropy of 2 clusters.
+    assert -out.balance.item() == pytest.approx(math.log(20), abs=0.2)
+    # Its gradient favours the clusters the window saw least.
+    logits = torch.zeros(2, 20, requires_grad=True)
+    loss._marginals[0] = torch.linspace(1, 3, 20) / torch.linspace(1, 3, 20).sum()
+    loss(logits, z, logits.detach(), z).balance.backward()
+    assert logits.grad[0, 0] < logits.grad[0, -1]
+
+
+def test_the_sinkhorn_queue_balances_a_batch_with_recent_logits():
+    loss = CDCLoss(tau_c=0.5, tau_z=0.5, equipartition="sinkhorn", balance_window=12)
+    z = F.normalize(torch.ones(4, 3), dim=1)
+    first = torch.tensor([[5.0, 0.0]] * 4)  # every sample prefers cluster 0
+    loss(first, z, first, z)
+    queue = loss.state_dict()["queues"][0]
+    assert queue.shape == (4, 2)  # one batch so far
+    for _ in range(3):
+        loss(first, z, first, z)
+    assert loss.state_dict()["queues"][0].shape == (8, 2)  # the window less one batch
+    # Alone, a batch that prefers cluster 0 is split in half; with a queue
+    # that filled cluster 0, it goes to cluster 1.
+    alone = CDCLoss(tau_c=0.5, tau_z=0.5, equipartition="sinkhorn").categorical_part(first)
+    assert alone[:, 0].sum().item() == pytest.approx(2.0, abs=1e-3)
+    fresh = torch.tensor([[0.0, 0.0]] * 4)
+    assert loss.categorical_part(fresh)[:, 1].mean() > 0.6

@@ -27,11 +27,16 @@ import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
+from .._centers import cluster_sums
+
 __all__ = ["RestartConsensus", "fit_consensus"]
 
 # As KMeans' own default n_init for a small problem: the concatenated
 # probabilities are a few dozen columns, so ten starts cost milliseconds.
 _KMEANS_N_INIT = 10
+# A k-means++ start costs about N * K * (n_runs * K) * log K: beyond this
+# many clusters one k-means starts from the reference run's partition instead.
+_KMEANS_PLUSPLUS_MAX_CLUSTERS = 32
 
 
 class RestartConsensus(nn.Module):
@@ -86,7 +91,7 @@ class RestartConsensus(nn.Module):
 
 
 def fit_consensus(
-    probabilities: Sequence[np.ndarray], random_state: int
+    probabilities: Sequence[np.ndarray], random_state: int, reference: int = 0
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """The consensus of runs' cluster probabilities: centres, variance, labels.
 
@@ -96,6 +101,8 @@ def fit_consensus(
         Each run's cluster probabilities on the training samples.
     random_state : int
         Seed of k-means.
+    reference : int, default=0
+        The run whose partition starts k-means when there are many clusters.
 
     Returns
     -------
@@ -108,6 +115,23 @@ def fit_consensus(
     """
     stacked = np.concatenate([np.asarray(p, dtype=np.float32) for p in probabilities], axis=1)
     n_clusters = probabilities[0].shape[1]
-    kmeans = KMeans(n_clusters, n_init=_KMEANS_N_INIT, random_state=random_state).fit(stacked)
+    if n_clusters <= _KMEANS_PLUSPLUS_MAX_CLUSTERS:
+        kmeans = KMeans(n_clusters, n_init=_KMEANS_N_INIT, random_state=random_state)
+    else:
+        init = _partition_means(stacked, probabilities[reference].argmax(axis=1), n_clusters)
+        kmeans = KMeans(n_clusters, init=init, n_init=1, random_state=random_state)
+    kmeans.fit(stacked)
     variance = max(kmeans.inertia_ / stacked.size, 1e-6)
     return kmeans.cluster_centers_.astype(np.float32), float(variance), kmeans.labels_
+
+
+def _partition_means(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """The mean row of each cluster of ``labels``; an empty cluster takes a row
+    of the largest cluster, so that k-means starts with ``n_clusters`` centres."""
+    sums, sizes = cluster_sums(X, labels, n_clusters)
+    centers = sums / np.maximum(sizes, 1)[:, None]
+    empty = np.flatnonzero(sizes == 0)
+    if empty.size:
+        donors = np.flatnonzero(labels == sizes.argmax())
+        centers[empty] = X[donors[: empty.size]]
+    return centers.astype(X.dtype)

@@ -220,6 +220,10 @@ class Engine:
             saved = state["callbacks"].get(type(callback).__name__)
             if saved is not None:
                 callback.load_state_dict(_to_device(saved, self.device))
+        for phase in self.phases:
+            saved = state["criteria"].get(phase.name)
+            if saved is not None:
+                phase.criterion.load_state_dict(_to_device(saved, self.device))
         if not rng:
             return
         self.generator.set_state(state["view_generator"])
@@ -311,6 +315,12 @@ class Engine:
                 type(callback).__name__: copy_tensors(state)
                 for callback in self.callbacks
                 if (state := callback.state_dict())
+            },
+            # A loss's own state, such as its balance window.
+            "criteria": {
+                phase.name: copy_tensors(phase.criterion.state_dict())
+                for phase in self.phases
+                if hasattr(phase.criterion, "state_dict")
             },
             "head_losses": list(self.head_losses),
             "logs": [dict(log) for log in self.logs],

@@ -189,12 +189,10 @@ class EmptyClusterRelocation(Callback):
                 rows = slice(head * n_clusters, (head + 1) * n_clusters)
                 weight, bias = layer.weight[rows], layer.bias[rows]
                 dead_rows = torch.nonzero(dead[head]).flatten().tolist()
+                labels = (h @ weight.T.float() + bias.float()).argmax(1)
+                live = set(labels.unique().tolist()) - set(dead_rows)
+                cuts = {c: bisect(h[labels == c]) for c in live}
                 for empty in dead_rows:
-                    # Read the assignment from the layer as it is now, so that a
-                    # second dead cluster sees the first one's cut.
-                    labels = (h @ weight.T.float() + bias.float()).argmax(1)
-                    live = set(labels.unique().tolist()) - set(dead_rows)
-                    cuts = {c: bisect(h[labels == c]) for c in live}
                     cuts = {c: cut for c, cut in cuts.items() if cut is not None}
                     if not cuts:
                         break
@@ -203,6 +201,19 @@ class EmptyClusterRelocation(Callback):
                     source = max(cuts, key=lambda c: cuts[c].gain)
                     split_row(weight, bias, cuts[source], source, empty)
                     relocated += 1
+                    # Only the two rows just written changed: re-cut the
+                    # clusters whose members moved, so that a second dead
+                    # cluster sees the first one's cut, and leave the other
+                    # cuts as they are (K bisections per relocation, not K
+                    # per dead cluster).
+                    new_labels = (h @ weight.T.float() + bias.float()).argmax(1)
+                    moved = labels != new_labels
+                    changed = set(labels[moved].tolist()) | set(new_labels[moved].tolist())
+                    changed = (changed | {source}) - set(dead_rows)
+                    labels = new_labels
+                    for c in changed:
+                        members = labels == c
+                        cuts[c] = bisect(h[members]) if members.any() else None
         return relocated
 
     def _clear(self) -> None:

@@ -125,7 +125,9 @@ def _consensus_or_best(
     what most of them found, but now and then the majority shares an error
     that the best-scored run avoided, and the score catches that."""
     best = result.run
-    centers, variance, _ = fit_consensus([softmax(run.logits) for run in runs], seed)
+    centers, variance, _ = fit_consensus(
+        [softmax(run.logits) for run in runs], seed, reference=runs.index(best)
+    )
     network = RestartConsensus(
         [run.network[:-1] for run in runs],
         [run.best_head for run in runs],
