@@ -26,6 +26,8 @@ __all__ = [
     "cache_dir",
     "load_bbc_news",
     "load_bbc_news_minilm",
+    "load_debian_packages",
+    "load_debian_packages_minilm",
     "load_digits_efficientnet",
     "load_digits_features",
     "load_fashion_mnist",
@@ -255,6 +257,68 @@ def load_bbc_news_minilm(max_per_topic: int | None = None) -> Dataset:
         name += f"-{max_per_topic}-per-topic"
     X = _memory().cache(_minilm_embed)(texts)
     return Dataset(name, X, labels, f"BBC News ({len(texts)} articles), all-MiniLM-L6-v2, 384-d")
+
+
+# ------------------------------------------------------- Debian packages
+
+
+def load_debian_packages() -> tuple[list[str], np.ndarray, list[str]]:
+    """The one-line description of every package Debian's apt knows here,
+    labelled by its section (``libs``, ``python``, ``games``, ...).
+
+    Read from ``apt-cache dumpavail`` (the package lists of the machine's
+    apt sources): one entry per package name, sections without their
+    ``contrib/`` or ``non-free/`` prefix, sections in sorted order. The sizes
+    are very unequal (thousands of ``libs`` packages, a dozen ``zope``).
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("apt-cache") is None:
+        raise FileNotFoundError("The Debian package set needs apt-cache (a Debian or Ubuntu system).")
+    dump = subprocess.run(
+        ["apt-cache", "dumpavail"], check=True, capture_output=True, text=True
+    ).stdout
+    entries: dict[str, tuple[str, str]] = {}
+    for stanza in dump.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace()
+        )
+        if {"Package", "Section", "Description"} <= fields.keys():
+            section = fields["Section"].rsplit("/", 1)[-1]
+            entries.setdefault(fields["Package"], (section, fields["Description"].strip()))
+    names = sorted(entries)
+    sections = sorted({entries[name][0] for name in names})
+    index = {section: i for i, section in enumerate(sections)}
+    texts = [entries[name][1] for name in names]
+    labels = np.asarray([index[entries[name][0]] for name in names])
+    return texts, labels, sections
+
+
+def load_debian_packages_minilm(per_section: int | None = None) -> Dataset:
+    """Debian's package descriptions embedded by all-MiniLM-L6-v2, labelled by
+    section (about 63000 x 384, 58 very unequal sections), cached.
+
+    ``per_section`` draws that many packages (seed 0) from every section that
+    has at least as many, for a balanced many-cluster set.
+    """
+    texts, labels, _ = load_debian_packages()
+    X = _memory().cache(_minilm_embed)(texts)
+    name = "debian-packages-minilm"
+    if per_section is not None:
+        rng = np.random.default_rng(0)
+        keep = np.sort(np.concatenate([
+            rng.choice(members, per_section, replace=False)
+            for section in np.unique(labels)
+            if (members := np.flatnonzero(labels == section)).size >= per_section
+        ]))
+        X, labels = X[keep], np.unique(labels[keep], return_inverse=True)[1]
+        name += f"-{per_section}-per-section"
+    description = (
+        f"Debian package descriptions ({len(labels)} packages, {np.unique(labels).size} "
+        "sections), all-MiniLM-L6-v2, 384-d"
+    )
+    return Dataset(name, X, labels, description)
 
 
 # --------------------------------------------------------------- synthetic

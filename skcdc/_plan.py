@@ -52,6 +52,11 @@ MIN_STEPS_SELF_LABELLING = 50
 BALANCE_SAMPLES_PER_CLUSTER = 8
 WEIGHT_DECAY = 1e-4
 DEFAULT_INSTANCE_DIM = 128
+# The training outputs (N x K probabilities, N x d instance vectors) are kept
+# up to this many values (200 MB of float32); above, a fit keeps the labels
+# and ``transform`` gives the outputs block by block. The consensus of
+# restarts reads every run's outputs, so it needs them kept.
+KEEP_OUTPUTS_MAX_VALUES = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,10 @@ class Plan:
 
     ``network`` is the class built for each run with ``network_params``;
     ``consensus`` says whether the consensus of the ``n_init`` runs competes
-    with the best-scored run; ``refinement`` is image mode's second stage (a
-    plan over the trained backbone's features) or None.
+    with the best-scored run; ``keep_outputs`` whether the runs' logits and
+    instance vectors of the training data are kept (else only their labels);
+    ``refinement`` is image mode's second stage (a plan over the trained
+    backbone's features) or None.
     """
 
     images: bool
@@ -97,6 +104,7 @@ class Plan:
     mixed_precision: bool
     device: torch.device
     consensus: bool
+    keep_outputs: bool = True
     self_labelling_threshold: float = SELF_LABELLING_THRESHOLD
     weight_decay: float = WEIGHT_DECAY
     refinement: Plan | None = field(default=None)
@@ -141,6 +149,9 @@ def make_plan(
     if epochs == "auto":
         epochs = _epochs(n_samples, steps_per_epoch, images)
     network, network_params = _network(params["network"], params["network_params"], images)
+    width = params["n_clusters"] + network_params.get("instance_dim", DEFAULT_INSTANCE_DIM)
+    # Image mode's score reads the instance vectors; its images are in memory.
+    keep_outputs = images or n_samples * width <= KEEP_OUTPUTS_MAX_VALUES
     plan = Plan(
         images=images,
         n_clusters=params["n_clusters"],
@@ -161,7 +172,8 @@ def make_plan(
         device=device,
         # The runs' consensus competes with the best run on vectors only: an
         # image network ends in one run's heads, which the refinement replaces.
-        consensus=n_init > 1 and not images,
+        consensus=n_init > 1 and not images and keep_outputs,
+        keep_outputs=keep_outputs,
     )
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]

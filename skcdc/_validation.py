@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from .images import is_image_input
+from .sources import iter_blocks
 
-__all__ = ["check_float32_range", "check_n_clusters", "image_mode"]
+__all__ = ["check_float32_range", "check_n_clusters", "check_streamed_vectors", "image_mode"]
 
 
 def image_mode(mode: str, X: Any) -> bool:
@@ -25,6 +26,34 @@ def check_n_clusters(n_clusters: int, n_samples: int) -> None:
             f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
             "lower n_clusters or pass more samples."
         )
+
+
+def check_streamed_vectors(X: Any, n_features: int | None, min_samples: int) -> None:
+    """What ``validate_data`` checks of an array, for a streamed input read
+    block by block (:mod:`skcdc.sources`): two dimensions, numbers, enough
+    rows, the fitted width, finite values in float32's range."""
+    if len(X.shape) != 2:
+        raise ValueError(
+            f"Expected a 2-D table of vectors (n_samples, n_features), got shape {tuple(X.shape)}."
+        )
+    if np.dtype(X.dtype).kind not in "fiub":
+        raise ValueError(f"Vectors must be numeric; got dtype {X.dtype}.")
+    if X.shape[0] < min_samples:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a minimum "
+            f"of {min_samples} is required."
+        )
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but CDCClustering is expecting {n_features} "
+            "features as input."
+        )
+    for block in iter_blocks(X):
+        if not np.isfinite(block).all():
+            raise ValueError(
+                "Input X contains NaN or infinity (or values beyond float32's range); "
+                "remove or impute them first, e.g. with sklearn's SimpleImputer."
+            )
 
 
 def check_float32_range(X: np.ndarray) -> None:

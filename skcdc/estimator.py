@@ -19,13 +19,15 @@ from torch import nn
 
 from . import _validation
 from ._diagnostics import warn_collapse, warn_stopped
-from ._inference import flat, forward, softmax
+from ._centers import cluster_sums
+from ._inference import BLOCK_IMAGES, BLOCK_ROWS, flat, forward, map_blocks, predict_labels, softmax
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device
 from .images import IMAGE_LAYOUTS, load_images
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS
 from .scoring import neighbour_agreement, neighbour_graph
+from .sources import is_streamed, open_vectors
 from .training import Result, train
 from .views import METRICS
 
@@ -354,25 +356,38 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.refinement_run_scores_ = np.asarray(result.refinement_scores, dtype=float)
         self.refined_ = bool(self.refinement_run_scores_.size)
         self.consensus_ = result.consensus
-        self.categorical_embedding_ = softmax(run.logits)
+        self.labels_ = run.labels
+        # Kept only where they are small (Plan.keep_outputs); transform gives
+        # them block by block otherwise.
+        self.categorical_embedding_ = None if run.logits is None else softmax(run.logits)
         self.instance_embedding_ = run.z
-        self.labels_ = run.logits.argmax(axis=1)
         self.cluster_centers_ = _cluster_centers(
-            flat(X), self.labels_, self.categorical_embedding_
+            X, self.labels_, self.n_clusters, self.network_
         ).reshape(-1, *X.shape[1:])
 
-    def _validate_input(self, X: Any, reset: bool) -> np.ndarray | torch.Tensor:
-        """X as a float table or a (N, C, H, W) image tensor, checked against
-        what fit saw when ``reset`` is False."""
+    def _validate_input(self, X: Any, reset: bool) -> Any:
+        """X as a float table, a streamed table (:mod:`skcdc.sources`) or a
+        (N, C, H, W) image tensor, checked against what fit saw when
+        ``reset`` is False."""
         images = _validation.image_mode(self.mode, X) if reset else hasattr(self, "image_shape_")
         if not images:
-            X = validate_data(
-                self, X, dtype=[np.float64, np.float32], ensure_min_samples=2 if reset else 1,
-                reset=reset,
-            )
-            _validation.check_float32_range(X)
+            X = open_vectors(X)
+            if is_streamed(X):
+                _validation.check_streamed_vectors(
+                    X, None if reset else self.n_features_in_, min_samples=2 if reset else 1
+                )
+                if reset:
+                    self.n_features_in_ = int(X.shape[1])
+            else:
+                X = validate_data(
+                    self, X, dtype=[np.float64, np.float32], ensure_min_samples=2 if reset else 1,
+                    reset=reset,
+                )
+                _validation.check_float32_range(X)
             if reset:
                 self.__dict__.pop("image_shape_", None)
+                if is_streamed(X):
+                    self.__dict__.pop("feature_names_in_", None)
             return X
         if not reset and getattr(X, "ndim", None) == 2:
             raise ValueError(
@@ -409,8 +424,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        logits, _, _ = self._forward(X)
-        return logits.argmax(axis=1)
+        check_is_fitted(self)
+        return predict_labels(self.network_, self._validate_input(X, reset=False))
 
     def fit_predict(self, X: Any, y: None = None) -> np.ndarray:
         """Fit on X and return the training labels (``labels_``)."""
@@ -488,12 +503,16 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        logits, z, X = self._forward(X)
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
         if isinstance(X, torch.Tensor):
+            logits, z = forward(self.network_, X)
+            labels = logits.argmax(axis=1)
             neighbors = neighbour_graph(z, self.n_neighbors)
         else:
+            labels = predict_labels(self.network_, X)
             neighbors = neighbour_graph(X, self.n_neighbors, self.metric)
-        return neighbour_agreement(logits.argmax(axis=1), neighbors)
+        return neighbour_agreement(labels, neighbors)
 
     def __getstate__(self) -> dict:
         # The network is pickled on the CPU, so that a model fitted on a GPU
@@ -522,16 +541,44 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
-def _output_dtype(X: np.ndarray | torch.Tensor) -> np.dtype:
-    return np.dtype(np.float32) if isinstance(X, torch.Tensor) else X.dtype
+def _output_dtype(X: Any) -> np.dtype:
+    """float64 for float64 tables, float32 otherwise (images, other dtypes)."""
+    return np.dtype(np.float64) if getattr(X, "dtype", None) == np.float64 else np.dtype(np.float32)
 
 
-def _cluster_centers(X: np.ndarray, labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """Per-cluster means in input space; an empty cluster gets its soft mean,
-    or the mean of all samples when no sample gives it any probability."""
-    n_clusters = proba.shape[1]
-    one_hot = np.eye(n_clusters)[labels]
-    sizes = one_hot.sum(axis=0)
-    weights = np.where(sizes > 0, one_hot, proba)
-    weights[:, weights.sum(axis=0) <= 0] = 1.0
-    return (weights.T @ X) / weights.sum(axis=0)[:, None]
+def _cluster_centers(
+    X: Any, labels: np.ndarray, n_clusters: int, network: nn.Module
+) -> np.ndarray:
+    """Per-cluster means in input space, block by block; an empty cluster gets
+    its probability-weighted mean (one more pass, only then), or the mean of
+    all samples when no sample gives it any probability."""
+    sums = np.zeros((n_clusters, int(np.prod(X.shape[1:]))))
+    sizes = np.zeros(n_clusters, dtype=np.int64)
+    for start, block in _flat_blocks(X):
+        block_sums, block_sizes = cluster_sums(block, labels[start : start + len(block)], n_clusters)
+        sums += block_sums
+        sizes += block_sizes
+    centers = sums / np.maximum(sizes, 1)[:, None]
+    empty = np.flatnonzero(sizes == 0)
+    if empty.size:
+        soft = np.zeros((empty.size, sums.shape[1]))
+        weight = np.zeros(empty.size)
+        columns = torch.as_tensor(empty)
+        blocks = map_blocks(network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns])
+        for proba, (_, block) in zip(blocks, _flat_blocks(X)):
+            proba = proba.astype(np.float64)
+            soft += proba.T @ block
+            weight += proba.sum(axis=0)
+        mean = sums.sum(axis=0) / max(sizes.sum(), 1)
+        centers[empty] = np.where(
+            weight[:, None] > 0, soft / np.maximum(weight, 1e-300)[:, None], mean
+        )
+    return centers
+
+
+def _flat_blocks(X: Any):
+    """``(start, rows)`` of X as float64 rows (images flattened, in [0, 1]), in
+    the blocks of :func:`~skcdc._inference.map_blocks`."""
+    block_rows = BLOCK_IMAGES if isinstance(X, torch.Tensor) else BLOCK_ROWS
+    for start in range(0, X.shape[0], block_rows):
+        yield start, flat(X[start : start + block_rows]).astype(np.float64, copy=False)

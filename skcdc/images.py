@@ -21,6 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .sources import is_npy_path, is_vector_dataset
+
 __all__ = ["IMAGE_LAYOUTS", "is_image_input", "load_images"]
 
 IMAGE_LAYOUTS = ("auto", "channels_first", "channels_last")
@@ -28,9 +30,12 @@ _CHANNELS = (1, 3)
 
 
 def is_image_input(X: Any) -> bool:
-    """True for what image mode takes: 3-D/4-D arrays, datasets, folders."""
-    if isinstance(X, (str, os.PathLike, Dataset)):
-        return True
+    """True for what image mode takes: 3-D/4-D arrays, datasets of images,
+    folders (not ``.npy`` files of vectors, nor datasets of vectors)."""
+    if isinstance(X, (str, os.PathLike)):
+        return not is_npy_path(X)
+    if isinstance(X, Dataset):
+        return not is_vector_dataset(X)
     ndim = getattr(X, "ndim", None)
     if ndim is None and isinstance(X, (list, tuple)):
         ndim = np.ndim(X)

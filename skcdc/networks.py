@@ -60,6 +60,22 @@ class InputScaler(nn.Module):
             mean, scale = mean.to(data.dtype), scale.to(data.dtype)
         return cls(mean, scale)
 
+    @classmethod
+    def from_blocks(cls, blocks) -> InputScaler:
+        """Fit the scaler on an iterable of (n, D) float arrays or tensors, in
+        one pass with float64 sums, for input that is never held whole."""
+        total = squares = None
+        count = 0
+        for block in blocks:
+            block = torch.as_tensor(block, dtype=torch.float64)
+            total = block.sum(0) if total is None else total + block.sum(0)
+            squares = (block * block).sum(0) if squares is None else squares + (block * block).sum(0)
+            count += block.shape[0]
+        mean = total / count
+        variance = (squares - count * mean * mean).sum() / (count * mean.numel())
+        scale = variance.clamp_min(0).sqrt().clamp_min(1e-12)
+        return cls(mean.float(), scale.float())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.scale
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.metrics import mutual_info_score
 
-from .views import knn_indices
+from .neighbours import knn_indices
 
 __all__ = ["neighbour_agreement", "neighbour_graph"]
 

@@ -10,68 +10,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from .augmentation import RandomSubpixelAffine, batched
+from .neighbours import METRICS, NeighbourSearch, neighbour_search
+from .sources import n_rows, read_rows
 
-__all__ = ["METRICS", "AugmentedViews", "NeighbourViews", "default_augmentation", "knn_indices"]
-
-METRICS = ("euclidean", "cosine")
-
-
-def knn_indices(
-    queries: torch.Tensor,
-    reference: torch.Tensor,
-    n_neighbors: int,
-    *,
-    metric: str = "euclidean",
-    exclude_self: bool = False,
-    block_size: int = 1024,
-) -> torch.Tensor:
-    """Exact k nearest neighbours of ``queries`` among ``reference``.
-
-    Distances are computed one block of queries at a time on the tensors'
-    device, so memory stays at ``block_size x len(reference)``, never
-    ``N x N``. The queries may be any batch: a whole data set, a local batch,
-    or one shard of a distributed run.
-
-    Parameters
-    ----------
-    queries : Tensor of shape (Q, D)
-    reference : Tensor of shape (R, D)
-    n_neighbors : int
-        How many neighbours to return per query.
-    metric : {"euclidean", "cosine"}, default="euclidean"
-    exclude_self : bool, default=False
-        If True, ``queries`` must be ``reference`` itself (row ``i`` of one is
-        row ``i`` of the other) and each point is not its own neighbour.
-    block_size : int, default=1024
-        Queries per block.
-
-    Returns
-    -------
-    LongTensor of shape (Q, n_neighbors)
-        Indices into ``reference``, nearest first.
-    """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-    if metric == "cosine":
-        queries = F.normalize(queries, dim=1)
-        reference = F.normalize(reference, dim=1)
-    reference_sq = (reference * reference).sum(1)
-    out = []
-    for start in range(0, queries.shape[0], block_size):
-        block = queries[start : start + block_size]
-        # ||q||^2 is constant per row, so it does not change the ranking.
-        distance = reference_sq[None, :] - 2.0 * block @ reference.T
-        if exclude_self:
-            rows = torch.arange(block.shape[0], device=block.device)
-            distance[rows, rows + start] = float("inf")
-        out.append(distance.topk(n_neighbors, dim=1, largest=False).indices)
-    return torch.cat(out)
+__all__ = ["METRICS", "AugmentedViews", "NeighbourViews", "default_augmentation"]
 
 
 class NeighbourViews:
@@ -79,40 +27,69 @@ class NeighbourViews:
 
     Parameters
     ----------
-    data : Tensor of shape (N, D)
-        The training set, already on the training device.
+    data : Tensor or array of shape (N, D)
+        The training set: a tensor already on the training device, or a
+        streamed input (:mod:`skcdc.sources`) whose rows are read per batch.
     n_neighbors : int
         The positive of a sample is drawn uniformly from its ``n_neighbors``
         nearest neighbours (the sample itself excluded).
     metric : {"euclidean", "cosine"}
         Distance for the neighbour search.
+    device : torch.device, default=None
+        Where views are returned; by default the data's device.
+    method : {"auto", "exact", "hnsw"}, default="auto"
+        The neighbour search (:func:`skcdc.neighbours.neighbour_search`).
+    verbose : int, default=0
+        Above 0, a progress bar over the search.
 
     Attributes
     ----------
     neighbors : LongTensor of shape (N, n_neighbors)
         The nearest neighbours of each sample, nearest first.
+    search : NeighbourSearch or None
+        Which search ran, its time and recall (None without neighbours).
     """
 
-    def __init__(self, data: torch.Tensor, n_neighbors: int, *, metric: str = "euclidean") -> None:
+    def __init__(
+        self,
+        data: Any,
+        n_neighbors: int,
+        *,
+        metric: str = "euclidean",
+        device: torch.device | None = None,
+        method: str = "auto",
+        verbose: int = 0,
+    ) -> None:
         self.data = data
-        self.n_neighbors = min(n_neighbors, data.shape[0] - 1)
-        self.neighbors = (
-            knn_indices(data, data, self.n_neighbors, metric=metric, exclude_self=True)
-            if self.n_neighbors > 0
-            else torch.arange(data.shape[0], device=data.device)[:, None]
-        )
+        if device is None:
+            device = data.device if isinstance(data, torch.Tensor) else torch.device("cpu")
+        self.device = device
+        self.n_neighbors = min(n_neighbors, n_rows(data) - 1)
+        self.search: NeighbourSearch | None = None
+        if self.n_neighbors > 0:
+            self.neighbors, self.search = neighbour_search(
+                data, self.n_neighbors, metric=metric, device=self.device, method=method,
+                verbose=verbose,
+            )
+        else:
+            self.neighbors = torch.arange(n_rows(data), device=self.device)[:, None]
 
     def __call__(
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the samples ``index`` (a batch of row indices)."""
-        return self.data[index], self.data[_random_neighbours(self.neighbors, index, generator)]
+        return self._rows(index), self._rows(_random_neighbours(self.neighbors, index, generator))
+
+    def _rows(self, index: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.data, torch.Tensor):
+            return self.data[index]
+        return read_rows(self.data, index, self.device)
 
     def of_itself(self) -> NeighbourViews:
         """Views that pair each sample with itself, for losses whose target
         must stay with the sample it was read from."""
         views = copy.copy(self)
-        views.neighbors = torch.arange(self.data.shape[0], device=self.data.device)[:, None]
+        views.neighbors = torch.arange(n_rows(self.data), device=self.device)[:, None]
         return views
 
 

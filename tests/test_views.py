@@ -1,11 +1,10 @@
-"""Views: neighbour positives of vectors and the exact neighbour search."""
+"""Views: neighbour positives of vectors, in memory or streamed."""
 
 import numpy as np
 import pytest
 import torch
-from sklearn.neighbors import NearestNeighbors
 
-from skcdc.views import NeighbourViews, knn_indices
+from skcdc.views import NeighbourViews
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +36,16 @@ def test_views_of_itself_pair_each_sample_with_itself(points):
     assert _pairs(views, draws=2) == {(i, i) for i in range(points.shape[0])}
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_the_search_is_exact_in_blocks(points, metric):
-    found = knn_indices(points, points, 6, metric=metric, exclude_self=True, block_size=64)
-    reference = NearestNeighbors(n_neighbors=7, metric=metric).fit(points.numpy())
-    expected = reference.kneighbors(points.numpy(), return_distance=False)[:, 1:]
-    np.testing.assert_array_equal(found.numpy(), expected)
+def test_streamed_rows_give_the_views_of_the_same_rows_in_memory(points, tmp_path):
+    path = tmp_path / "points.npy"
+    np.save(path, points.numpy())
+    streamed = NeighbourViews(np.load(path, mmap_mode="r"), 5)
+    in_memory = NeighbourViews(points, 5)
+    assert torch.equal(streamed.neighbors, in_memory.neighbors)
+    index = torch.arange(0, 300, 7)
+    a = streamed(index, torch.Generator().manual_seed(1))
+    b = in_memory(index, torch.Generator().manual_seed(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_a_single_sample_is_its_own_positive():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,13 @@ from torch import nn
 from torch.utils.data import RandomSampler
 
 from .. import files
-from .._inference import forward
+from .._inference import forward, predict_labels
 from .._plan import Plan
 from ..exceptions import CheckpointMismatchError
 from ..loss import SelfLabelLoss
 from ..networks import ChannelNormalizer, InputScaler, SelectHead
 from ..scoring import neighbour_agreement, neighbour_graph
+from ..sources import is_streamed, iter_blocks
 from ..views import AugmentedViews, NeighbourViews
 from .callbacks import Checkpoint, ProgressBar
 from .engine import Engine, Phase
@@ -37,35 +39,46 @@ Views = NeighbourViews | AugmentedViews
 @dataclass
 class Run:
     """What one training from one seed leaves: the network (ending in its
-    kept head), its history, its outputs on the training data and their
-    label-free score."""
+    kept head), its history, its labels of the training data and their
+    label-free score; its logits and instance vectors of the training data
+    when the plan keeps them (``Plan.keep_outputs``), else None."""
 
     network: nn.Module
     best_head: int
     history: pd.DataFrame
-    logits: np.ndarray
-    z: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray | None
+    z: np.ndarray | None
     score: float
     stop_reason: str | None
 
 
-def make_views(plan: Plan, X: np.ndarray | torch.Tensor) -> Views:
+def make_views(plan: Plan, X: Any, verbose: int = 0) -> Views:
     """What draws the two views of each sample: augmentations of an image
     (images move to the device once, as uint8, so batches never cross the
-    bus) or a nearest neighbour of a vector (one search serves every run)."""
+    bus) or a nearest neighbour of a vector (one search serves every run).
+    Vectors in memory move to the device once; streamed ones
+    (:mod:`skcdc.sources`) are read a batch at a time."""
     if plan.images:
         return AugmentedViews(X.to(plan.device), plan.augmentation, plan.device)
-    # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
-    data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=plan.device)
-    return NeighbourViews(data, plan.n_neighbors, metric=plan.metric)
+    if is_streamed(X):
+        data = X
+    else:
+        # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
+        data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=plan.device)
+    return NeighbourViews(
+        data, plan.n_neighbors, metric=plan.metric, device=plan.device, verbose=verbose
+    )
 
 
-def input_normalizer(plan: Plan, X: np.ndarray | torch.Tensor) -> nn.Module:
+def input_normalizer(plan: Plan, X: Any) -> nn.Module:
     """Input scaling fitted on X, once per stage and shared by its runs:
     per-channel standardisation of images, centring and one global scale of
     vectors."""
     if plan.images:
         return ChannelNormalizer.from_images(X)
+    if is_streamed(X):
+        return InputScaler.from_blocks(iter_blocks(X))
     return InputScaler.from_data(torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32))
 
 
@@ -115,19 +128,25 @@ def train_run(
         engine.fit()
     best_head = int(np.argmin(engine.head_losses))
     network.append(SelectHead(best_head))
-    logits, z = forward(network, X)
+    logits = z = None
+    if plan.keep_outputs:
+        logits, z = forward(network, X)
+        labels = logits.argmax(axis=1).astype(np.int32)
+    else:
+        labels = predict_labels(network, X)
     return Run(
         network=network,
         best_head=best_head,
         history=pd.DataFrame(engine.logs),
+        labels=labels,
         logits=logits,
         z=z,
-        score=run_score(plan, logits, z, views),
+        score=run_score(plan, labels, z, views),
         stop_reason=engine.stop_reason,
     )
 
 
-def run_score(plan: Plan, logits: np.ndarray, z: np.ndarray, views: Views) -> float:
+def run_score(plan: Plan, labels: np.ndarray, z: np.ndarray | None, views: Views) -> float:
     """The label-free score of training predictions: agreement with the
     input's neighbour graph (vectors) or with neighbours in the instance
     space (images, whose pixels make a poor graph)."""
@@ -135,7 +154,7 @@ def run_score(plan: Plan, logits: np.ndarray, z: np.ndarray, views: Views) -> fl
         neighbors = views.neighbors.cpu().numpy()
     else:
         neighbors = neighbour_graph(z, plan.n_neighbors)
-    return neighbour_agreement(logits.argmax(axis=1), neighbors)
+    return neighbour_agreement(labels, neighbors)
 
 
 def _engine(

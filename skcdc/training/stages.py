@@ -23,6 +23,7 @@ from .._inference import map_blocks, module_device, softmax
 from .._plan import Plan
 from ..networks import BackboneFeatures
 from ..scoring import neighbour_agreement
+from ..sources import fingerprint, is_streamed
 from ..views import NeighbourViews
 from .consensus import RestartConsensus, fit_consensus
 from .engine import INTERRUPTED
@@ -59,7 +60,7 @@ def train(
     verbose: int = 0,
 ) -> Result:
     """Train ``plan`` on validated X (a float table or a uint8/float image tensor)."""
-    views = make_views(plan, X)
+    views = make_views(plan, X, verbose)
     seeds = [_draw_seed(random_state) for _ in range(plan.n_init)]
     runs, stop_reason = _train_runs(plan, X, views, seeds, checkpoint_dir, verbose)
     result = Result(
@@ -95,7 +96,10 @@ def _train_runs(
     if checkpoint_dir is not None:
         # joblib hashes a tensor by its pickle, which differs between equal
         # tensors; the pixels' bytes do not.
-        data_hash = joblib.hash(X.cpu().numpy() if isinstance(X, torch.Tensor) else X)
+        if is_streamed(X):
+            data_hash = fingerprint(X)
+        else:
+            data_hash = joblib.hash(X.cpu().numpy() if isinstance(X, torch.Tensor) else X)
     runs: list[Run] = []
     for index, seed in enumerate(seeds):
         checkpoint = None
@@ -141,10 +145,12 @@ def _consensus_or_best(
             [torch.from_numpy(run.logits).to(network.centers.device) for run in runs]
         )
     logits = logits.cpu().numpy()
-    score = neighbour_agreement(logits.argmax(axis=1), views.neighbors.cpu().numpy())
+    labels = logits.argmax(axis=1).astype(np.int32)
+    score = neighbour_agreement(labels, views.neighbors.cpu().numpy())
     if score < best.score:
         return result
-    return replace(result, run=replace(best, network=network, logits=logits, score=score), consensus=True)
+    consensus = replace(best, network=network, labels=labels, logits=logits, score=score)
+    return replace(result, run=consensus, consensus=True)
 
 
 def backbone_encoder(network: nn.Sequential) -> nn.Sequential:

@@ -1,0 +1,143 @@
+"""Vector input that need not fit in memory: memmaps, ``.npy`` files, datasets.
+
+An in-memory array is moved to the training device whole, as it always was.
+A read-only ``np.memmap``, the path of a ``.npy`` file (opened as one) and a
+map-style ``torch.utils.data.Dataset`` of vectors are *streamed*: training,
+the neighbour search and prediction read the rows they need, a batch or a
+block at a time, and never copy the whole input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "DatasetRows",
+    "fingerprint",
+    "iter_blocks",
+    "is_streamed",
+    "is_vector_dataset",
+    "n_rows",
+    "open_vectors",
+    "read_block",
+    "read_rows",
+]
+
+
+class DatasetRows:
+    """A map-style dataset of vectors read like a 2-D array.
+
+    Items are 1-D arrays or tensors, or ``(vector, label)`` pairs whose label
+    is ignored. Indexing with a slice or an integer array returns a float32
+    array of those rows; a dataset with ``__getitems__`` is asked for a whole
+    batch at once.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        first = _vector_of(dataset[0])
+        self.shape = (len(dataset), first.shape[0])
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        indices = range(*key.indices(len(self))) if isinstance(key, slice) else np.asarray(key)
+        indices = [int(i) for i in indices]
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
+        if not items:
+            return np.zeros((0, self.shape[1]), dtype=np.float32)
+        return np.stack([_vector_of(item) for item in items]).astype(np.float32, copy=False)
+
+
+def _vector_of(item: Any) -> np.ndarray:
+    """The vector of a dataset item: the item itself or the first of a pair."""
+    if isinstance(item, (tuple, list)):
+        item = item[0]
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+    return np.asarray(item)
+
+
+def is_vector_dataset(X: Any) -> bool:
+    """A map-style dataset whose first item is a vector (not an image)."""
+    if not isinstance(X, Dataset):
+        return False
+    try:
+        return len(X) > 0 and _vector_of(X[0]).ndim == 1
+    except TypeError:
+        return False
+
+
+def is_npy_path(X: Any) -> bool:
+    return isinstance(X, (str, os.PathLike)) and Path(X).suffix == ".npy"
+
+
+def open_vectors(X: Any) -> Any:
+    """A ``.npy`` path opened as a read-only memmap and a vector dataset
+    wrapped as :class:`DatasetRows`; anything else unchanged."""
+    if is_npy_path(X):
+        path = Path(X)
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} does not exist: pass the path of a .npy file.")
+        return np.load(path, mmap_mode="r")
+    if is_vector_dataset(X):
+        return DatasetRows(X)
+    return X
+
+
+def is_streamed(X: Any) -> bool:
+    """Whether X is read a block at a time rather than held in memory."""
+    return isinstance(X, (np.memmap, DatasetRows))
+
+
+def iter_blocks(data: Any, block_rows: int = 65536):
+    """The rows of an array-like as float32 arrays of ``block_rows`` rows."""
+    for start in range(0, n_rows(data), block_rows):
+        yield np.ascontiguousarray(data[start : start + block_rows], dtype=np.float32)
+
+
+def fingerprint(data: Any) -> str:
+    """A hash of every row of an array-like, read block by block."""
+    digest = hashlib.sha256(repr(tuple(data.shape)).encode())
+    for block in iter_blocks(data):
+        digest.update(block.tobytes())
+    return digest.hexdigest()
+
+
+def n_rows(data: Any) -> int:
+    return int(data.shape[0])
+
+
+def read_block(data: Any, start: int | np.ndarray, stop: int | None, device: torch.device) -> torch.Tensor:
+    """Rows ``start:stop`` (or the rows of an index array ``start``) of a
+    tensor or an array-like as float32 on ``device``."""
+    key = slice(start, stop) if stop is not None else start
+    if isinstance(data, torch.Tensor):
+        if not isinstance(key, slice):
+            key = torch.as_tensor(key, device=data.device)
+        return data[key].to(device=device, dtype=torch.float32)
+    block = np.asarray(data[key], dtype=np.float32)
+    if not (block.flags.writeable and block.flags.c_contiguous):
+        # A slice of a read-only memmap is a view of the file: copy the block.
+        block = np.array(block, order="C")
+    return torch.from_numpy(block).to(device)
+
+
+def read_rows(data: Any, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The rows ``index`` (a tensor of row numbers) of a streamed input, on ``device``."""
+    block = np.ascontiguousarray(data[index.cpu().numpy()], dtype=np.float32)
+    tensor = torch.from_numpy(block)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
