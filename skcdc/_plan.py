@@ -3,7 +3,9 @@
 :func:`make_plan` turns the estimator's parameters and the shape of the data
 (rows, images or vectors, device) into a frozen :class:`Plan`; training reads
 nothing else. Budgets are counted in epochs (samples seen), with a floor in optimiser
-steps for tiny data sets, so the same rule holds on any machine.
+steps for tiny data sets and a ceiling in samples seen for large ones, so the
+same rule holds on any machine and a fit's cost grows about linearly with
+its rows.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ SMALL_DATA = 5000
 N_INIT_SMALL_VECTORS = 4
 N_INIT_SMALL_IMAGES = 3
 N_INIT_LARGE_VECTORS = 3
+# Above this many rows a single run: its epochs are long enough that the
+# seed decides little, and restarts would multiply the cost.
+LARGE_DATA = 100_000
 # Image mode's refinement stage restarts at any size: its runs are short next
 # to the end-to-end stage.
 N_INIT_REFINEMENT = 3
@@ -42,6 +47,11 @@ EPOCHS_LARGE_VECTORS = 20
 EPOCHS_IMAGES = 50
 # Self-labelling on vectors (and in image mode's refinement stage).
 SELF_LABELLING_EPOCHS = 10
+# Samples one vector run sees in each phase at most: the epoch counts above
+# shrink as the data grows, so that a fit's cost grows about linearly with the
+# rows (a million rows: 8 epochs, then 2 of self-labelling).
+MAX_SAMPLES_CDC = 8_000_000
+MAX_SAMPLES_SELF_LABELLING = 2_000_000
 SELF_LABELLING_THRESHOLD = 0.95
 # A tiny data set makes one or two optimiser steps per epoch; training
 # converges by steps, so each vector phase makes at least this many.
@@ -165,7 +175,7 @@ def make_plan(
         batch_size=batch_size,
         epochs=epochs,
         self_labelling_epochs=_self_labelling_epochs(
-            params["self_labelling_epochs"], steps_per_epoch, images
+            params["self_labelling_epochs"], n_samples, steps_per_epoch, images
         ),
         learning_rate=params["learning_rate"],
         mixed_precision=_mixed_precision(params["mixed_precision"], device, images),
@@ -178,7 +188,10 @@ def make_plan(
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]
         if refine_epochs > 0:
-            plan = replace(plan, refinement=_refinement(plan, params, steps_per_epoch, refine_epochs))
+            plan = replace(
+                plan,
+                refinement=_refinement(plan, params, n_samples, steps_per_epoch, refine_epochs),
+            )
     return plan
 
 
@@ -194,24 +207,28 @@ def _n_init(n_init: int | str, n_samples: int, images: bool) -> int:
         return N_INIT_SMALL_IMAGES if images else N_INIT_SMALL_VECTORS
     # Full restarts of an encoder trained end to end on many images would
     # multiply the longest part of a fit.
-    return 1 if images else N_INIT_LARGE_VECTORS
+    return 1 if images or n_samples > LARGE_DATA else N_INIT_LARGE_VECTORS
 
 
 def _epochs(n_samples: int, steps_per_epoch: int, images: bool) -> int:
     if images:
         return EPOCHS_IMAGES
     epochs = EPOCHS_SMALL_VECTORS if n_samples <= SMALL_DATA else EPOCHS_LARGE_VECTORS
+    epochs = min(epochs, max(MAX_SAMPLES_CDC // n_samples, 1))
     return max(epochs, _ceil_div(MIN_STEPS_CDC, steps_per_epoch))
 
 
-def _self_labelling_epochs(requested: int | str, steps_per_epoch: int, images: bool) -> int:
+def _self_labelling_epochs(
+    requested: int | str, n_samples: int, steps_per_epoch: int, images: bool
+) -> int:
     if requested != "auto":
         return requested
     # Self-labelling needs an encoder that already clusters; while an image
     # encoder is trained end to end, the refinement stage does it instead.
     if images:
         return 0
-    return max(SELF_LABELLING_EPOCHS, _ceil_div(MIN_STEPS_SELF_LABELLING, steps_per_epoch))
+    epochs = min(SELF_LABELLING_EPOCHS, max(MAX_SAMPLES_SELF_LABELLING // n_samples, 1))
+    return max(epochs, _ceil_div(MIN_STEPS_SELF_LABELLING, steps_per_epoch))
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -291,7 +308,7 @@ def _network(
 
 
 def _refinement(
-    plan: Plan, params: Mapping[str, Any], steps_per_epoch: int, epochs: int
+    plan: Plan, params: Mapping[str, Any], n_samples: int, steps_per_epoch: int, epochs: int
 ) -> Plan:
     """Image mode's second stage: the default vector network on the trained
     backbone's features, with neighbour positives, restarted and ending in
@@ -309,7 +326,7 @@ def _refinement(
         n_init=n_init,
         epochs=epochs,
         self_labelling_epochs=_self_labelling_epochs(
-            params["self_labelling_epochs"], steps_per_epoch, images=False
+            params["self_labelling_epochs"], n_samples, steps_per_epoch, images=False
         ),
         # The image network's precision carries over to its features' stage.
         mixed_precision=plan.mixed_precision,

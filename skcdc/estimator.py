@@ -159,12 +159,16 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    labels_ : ndarray of shape (n_samples,)
+    labels_ : ndarray of shape (n_samples,), int32
         Cluster of each training sample.
-    categorical_embedding_ : ndarray of shape (n_samples, n_clusters)
+    categorical_embedding_ : ndarray of shape (n_samples, n_clusters) or None
         Cluster probabilities (``softmax(logits)``) of the training samples.
-    instance_embedding_ : ndarray of shape (n_samples, instance_dim)
-        L2-normalised instance part of the training samples.
+        Kept when ``n_samples * (n_clusters + instance_dim)`` is at most 50
+        million values (200 MB); None above, where :meth:`transform` of the
+        training data gives them block by block.
+    instance_embedding_ : ndarray of shape (n_samples, instance_dim) or None
+        L2-normalised instance part of the training samples, kept by the same
+        rule.
     cluster_centers_ : ndarray of shape (n_clusters, n_features) or (n_clusters, C, H, W)
         Mean training sample of each cluster, in input space (an empty
         cluster gets the probability-weighted mean; images in [0, 1]).
@@ -182,6 +186,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         The same for the refinement stage's runs (empty without one).
     consensus_ : bool
         Whether ``network_`` is the consensus of the runs.
+    neighbour_search_ : NeighbourSearch or None
+        Which neighbour search found the positives of vector input
+        (``"exact"`` or ``"hnsw"``), its seconds and its recall measured on a
+        sample of rows; None in image mode without a refinement stage.
     refined_ : bool
         Whether the refinement stage ran.
     stop_reason_ : str or None
@@ -356,6 +364,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.refinement_run_scores_ = np.asarray(result.refinement_scores, dtype=float)
         self.refined_ = bool(self.refinement_run_scores_.size)
         self.consensus_ = result.consensus
+        self.neighbour_search_ = result.neighbour_search
         self.labels_ = run.labels
         # Kept only where they are small (Plan.keep_outputs); transform gives
         # them block by block otherwise.
@@ -479,8 +488,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         _check_feature_names_in(self, input_features, generate_names=False)
         names = [f"categorical{k}" for k in range(self.n_clusters)]
-        names += [f"instance{j}" for j in range(self.instance_embedding_.shape[1])]
+        names += [f"instance{j}" for j in range(self._instance_dim())]
         return np.asarray(names, dtype=object)
+
+    def _instance_dim(self) -> int:
+        """Width of the instance part, read off the network by one sample."""
+        shape = self.image_shape_ if hasattr(self, "image_shape_") else (self.n_features_in_,)
+        _, z = forward(self.network_, np.zeros((1, *shape), dtype=np.float32))
+        return z.shape[1]
 
     def score(self, X: Any, y: None = None) -> float:
         """Label-free score: neighbour agreement of the predicted clusters.

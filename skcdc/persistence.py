@@ -8,6 +8,8 @@ runs code from the file, unlike pickle or joblib.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from typing import Any
 
@@ -20,6 +22,7 @@ from torch import nn
 from . import files
 from ._plan import make_plan
 from .estimator import CDCClustering
+from .neighbours import NeighbourSearch
 from .networks import SelectHead
 from .training.consensus import RestartConsensus
 from .training.runs import build_network, input_normalizer
@@ -81,6 +84,8 @@ def save_model(model: CDCClustering, path: str | os.PathLike) -> None:
         if params[name] is not None and not isinstance(params[name], str):
             params[name] = str(params[name])
     values = {name: getattr(model, name) for name in _VALUES}
+    search = model.neighbour_search_
+    values["neighbour_search_"] = None if search is None else dataclasses.asdict(search)
     if hasattr(model, "image_shape_"):
         values["image_shape_"] = list(model.image_shape_)
     else:
@@ -91,9 +96,11 @@ def save_model(model: CDCClustering, path: str | os.PathLike) -> None:
         {
             "params": params,
             "network": {k: v.detach().cpu() for k, v in model.network_.state_dict().items()},
+            # A training output too large to keep is None (see Plan.keep_outputs).
             "arrays": {
                 name: torch.from_numpy(np.ascontiguousarray(getattr(model, name)))
                 for name in _ARRAYS
+                if getattr(model, name) is not None
             },
             "values": values,
             "history": model.history_.to_dict("list"),
@@ -107,10 +114,13 @@ def load_model(path: str | os.PathLike) -> CDCClustering:
     """Load a model written by :func:`save_model`, on the CPU, without running code."""
     payload = files.load(path, kind="model")
     model = CDCClustering(**payload["params"])
-    for name, tensor in payload["arrays"].items():
-        setattr(model, name, tensor.numpy())
+    for name in _ARRAYS:
+        tensor = payload["arrays"].get(name)
+        setattr(model, name, None if tensor is None else tensor.numpy())
     for name, value in payload["values"].items():
         setattr(model, name, value)
+    if model.neighbour_search_ is not None:
+        model.neighbour_search_ = NeighbourSearch(**model.neighbour_search_)
     if hasattr(model, "image_shape_"):
         model.image_shape_ = tuple(model.image_shape_)
     if hasattr(model, "feature_names_in_"):

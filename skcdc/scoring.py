@@ -9,11 +9,13 @@ balanced clusters that no neighbour crosses.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.metrics import mutual_info_score
 
-from .neighbours import knn_indices
+from .neighbours import neighbour_search
 
 __all__ = ["neighbour_agreement", "neighbour_graph"]
 
@@ -33,11 +35,13 @@ def neighbour_agreement(labels: np.ndarray, neighbors: np.ndarray) -> float:
     return float(mutual_info_score(np.repeat(labels, k), labels[neighbors.ravel()]))
 
 
-def neighbour_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> np.ndarray:
-    """The ``n_neighbors`` nearest neighbours of every row of X among the
-    others (exact search in blocks); at most ``len(X) - 1`` of them."""
+def neighbour_graph(X: Any, n_neighbors: int, metric: str = "euclidean") -> np.ndarray:
+    """The ``n_neighbors`` nearest neighbours of every row of X (an array, a
+    memmap or :class:`~skcdc.sources.DatasetRows`) among the others, by the
+    search :func:`~skcdc.neighbours.neighbour_search` picks; at most
+    ``len(X) - 1`` of them."""
     n_neighbors = min(n_neighbors, X.shape[0] - 1)
-    data = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     if n_neighbors < 1:
         return np.zeros((X.shape[0], 0), dtype=np.int64)
-    return knn_indices(data, data, n_neighbors, metric=metric, exclude_self=True).numpy()
+    neighbors, _ = neighbour_search(X, n_neighbors, metric=metric, device=torch.device("cpu"))
+    return neighbors.numpy()

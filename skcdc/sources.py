@@ -104,7 +104,16 @@ def is_streamed(X: Any) -> bool:
 def iter_blocks(data: Any, block_rows: int = 65536):
     """The rows of an array-like as float32 arrays of ``block_rows`` rows."""
     for start in range(0, n_rows(data), block_rows):
-        yield np.ascontiguousarray(data[start : start + block_rows], dtype=np.float32)
+        yield _float32(data[start : start + block_rows])
+
+
+def _float32(rows: Any) -> np.ndarray:
+    """Rows as a writable, C-contiguous float32 array (a slice of a read-only
+    memmap is a view of the file, and torch wants memory it may write)."""
+    block = np.asarray(rows, dtype=np.float32)
+    if not (block.flags.writeable and block.flags.c_contiguous):
+        block = np.array(block, order="C")
+    return block
 
 
 def fingerprint(data: Any) -> str:
@@ -127,17 +136,12 @@ def read_block(data: Any, start: int | np.ndarray, stop: int | None, device: tor
         if not isinstance(key, slice):
             key = torch.as_tensor(key, device=data.device)
         return data[key].to(device=device, dtype=torch.float32)
-    block = np.asarray(data[key], dtype=np.float32)
-    if not (block.flags.writeable and block.flags.c_contiguous):
-        # A slice of a read-only memmap is a view of the file: copy the block.
-        block = np.array(block, order="C")
-    return torch.from_numpy(block).to(device)
+    return torch.from_numpy(_float32(data[key])).to(device)
 
 
 def read_rows(data: Any, index: torch.Tensor, device: torch.device) -> torch.Tensor:
     """The rows ``index`` (a tensor of row numbers) of a streamed input, on ``device``."""
-    block = np.ascontiguousarray(data[index.cpu().numpy()], dtype=np.float32)
-    tensor = torch.from_numpy(block)
+    tensor = torch.from_numpy(_float32(data[index.cpu().numpy()]))
     if device.type == "cuda":
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)

@@ -246,11 +246,13 @@ def test_network_params_the_network_does_not_take_are_refused(blobs, network_par
         CDCClustering(3, network_params=network_params, **FAST).fit(X)
 
 
-def test_verbose_shows_a_progress_bar_on_stderr(blobs, capsys):
+def test_verbose_shows_progress_over_steps_and_the_neighbour_search(blobs, capsys):
     X, _ = blobs
-    CDCClustering(3, verbose=1, **{**FAST, "epochs": 2}).fit(X)
+    model = CDCClustering(3, verbose=1, **{**FAST, "epochs": 2}).fit(X)
     err = capsys.readouterr().err
-    assert "CDCClustering" in err and "loss=" in err
+    steps = model.n_iter_ * (len(X) // FAST.get("batch_size", 256))
+    assert "CDCClustering" in err and "loss=" in err and f"{steps}/{steps}" in err
+    assert "neighbours (exact)" in err
 
 
 def test_label_free_score_is_high_for_a_good_clustering(blobs, fitted):

@@ -11,9 +11,9 @@ from skcdc.networks import ImageCDCNetwork, VectorCDCNetwork
 CPU = torch.device("cpu")
 
 
-def plan_for(n_samples, images=False, **params):
+def plan_for(n_samples, images=False, n_clusters=3, **params):
     return make_plan(
-        CDCClustering(3, **params).get_params(),
+        CDCClustering(n_clusters, **params).get_params(),
         n_samples=n_samples,
         images=images,
         image_shape=(1, 8, 8) if images else None,
@@ -50,6 +50,9 @@ def test_tiny_data_sets_train_at_least_100_steps(n_samples, epochs):
         (5001, False, {"n_init": 1, "epochs": 7}, 1, 7),
         (5000, True, {}, 3, 50),
         (5001, True, {}, 1, 50),  # end-to-end image runs are the longest part of a fit
+        (100_000, False, {}, 3, 20),
+        (100_001, False, {}, 1, 20),
+        (1_000_000, False, {}, 1, 8),  # a ceiling of 8 million samples seen
     ],
 )
 def test_restarts_and_epochs_by_size(n_samples, images, params, n_init, epochs):
@@ -122,3 +125,29 @@ def test_identity_ignores_the_device_but_not_the_training():
 def test_network_settings_are_checked_against_the_network(params, error, match):
     with pytest.raises(error, match=match):
         plan_for(300, **params)
+
+
+def test_a_fit_sees_about_as_many_samples_at_a_million_rows_as_at_100000():
+    def seen(n):
+        plan = plan_for(n, False)
+        return n * plan.n_init * plan.epochs_per_run
+
+    assert seen(1_000_000) <= 1.2 * seen(100_000)
+    assert plan_for(1_000_000, False).self_labelling_epochs == 2
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_clusters, keep",
+    [(10_000, 10, True), (100_000, 100, True), (100_000, 1000, False), (1_000_000, 10, False)],
+)
+def test_training_outputs_are_kept_when_small_and_the_consensus_needs_them(
+    n_samples, n_clusters, keep
+):
+    plan = plan_for(n_samples, False, n_clusters=n_clusters, n_init=2)
+    assert plan.keep_outputs == keep
+    assert plan.consensus == keep
+
+
+@pytest.mark.parametrize("n_clusters, window", [(10, 80), (1000, 8000)])
+def test_the_balance_window_holds_eight_samples_per_cluster(n_clusters, window):
+    assert plan_for(20_000, False, n_clusters=n_clusters).loss.balance_window == window

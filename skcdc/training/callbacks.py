@@ -25,6 +25,9 @@ class Callback:
     def on_train_begin(self, engine: Engine) -> None:
         """Called once before the first epoch (also when resuming)."""
 
+    def on_step_end(self, engine: Engine) -> None:
+        """Called after every optimiser step."""
+
     def on_epoch_end(self, engine: Engine, log: dict[str, Any]) -> None:
         """Called after every epoch with that epoch's log, which it may extend."""
 
@@ -43,7 +46,9 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the epochs that shows the current loss (on stderr)."""
+    """A tqdm bar over the optimiser steps of every epoch, showing the epoch
+    and the last epoch's loss and balance (on stderr). Counted in steps, so
+    that a long epoch of a large data set shows its progress and its rate."""
 
     def __init__(self, **tqdm_kwargs: Any) -> None:
         self.tqdm_kwargs = tqdm_kwargs
@@ -52,11 +57,21 @@ class ProgressBar(Callback):
     def on_train_begin(self, engine: Engine) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=engine.epochs, initial=engine.epoch, unit="epoch", **self.tqdm_kwargs)
+        steps = engine.steps_per_epoch
+        self._bar = tqdm(
+            total=engine.epochs * steps, initial=engine.epoch * steps, unit="step",
+            **self.tqdm_kwargs,
+        )
+
+    def on_step_end(self, engine: Engine) -> None:
+        self._bar.update()
 
     def on_epoch_end(self, engine: Engine, log: dict[str, Any]) -> None:
-        self._bar.set_postfix(loss=f"{log['loss']:.4f}", balance=f"{log['cluster_entropy']:.3f}")
-        self._bar.update()
+        self._bar.set_postfix(
+            epoch=f"{engine.epoch}/{engine.epochs}",
+            loss=f"{log['loss']:.4f}",
+            balance=f"{log['cluster_entropy']:.3f}",
+        )
 
     def on_train_end(self, engine: Engine) -> None:
         if self._bar is not None:

@@ -180,6 +180,8 @@ class Engine:
             totals["loss"] += out.loss.detach()
             totals["contrastive"] += out.contrastive.detach()
             n_batches += 1
+            for callback in self.callbacks:
+                callback.on_step_end(self)
         n_batches = max(n_batches, 1)
         self.head_losses = (head_losses / n_batches).tolist()
         self.cluster_counts = counts

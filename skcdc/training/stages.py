@@ -21,6 +21,7 @@ from torch import nn
 
 from .._inference import map_blocks, module_device, softmax
 from .._plan import Plan
+from ..neighbours import NeighbourSearch
 from ..networks import BackboneFeatures
 from ..scoring import neighbour_agreement
 from ..sources import fingerprint, is_streamed
@@ -40,7 +41,9 @@ class Result:
     label-free score of every run of the first stage, ``refinement_scores``
     those of the refinement stage's runs (empty when it did not run);
     ``consensus`` whether ``run.network`` is the consensus of the runs;
-    ``planned_epochs`` how many epochs the plan had, all stages together.
+    ``planned_epochs`` how many epochs the plan had, all stages together;
+    ``neighbour_search`` the report of the neighbour search of vector input
+    (of the refinement stage in image mode), None where there was none.
     """
 
     run: Run
@@ -49,6 +52,7 @@ class Result:
     stop_reason: str | None = None
     consensus: bool = False
     refinement_scores: list[float] = field(default_factory=list)
+    neighbour_search: NeighbourSearch | None = None
 
 
 def train(
@@ -68,6 +72,7 @@ def train(
         run_scores=[run.score for run in runs],
         planned_epochs=plan.epochs_per_run,
         stop_reason=stop_reason,
+        neighbour_search=getattr(views, "search", None),
     )
     if plan.consensus and len(runs) > 1 and stop_reason is None:
         result = _consensus_or_best(result, runs, views, _draw_seed(random_state))
@@ -197,4 +202,5 @@ def _refine(
         planned_epochs=planned,
         stop_reason=stage.stop_reason,
         refinement_scores=stage.run_scores,
+        neighbour_search=stage.neighbour_search,
     )
