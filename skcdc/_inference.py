@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .images import StreamedImages, image_blocks
 from .views import to_float_images
 
-__all__ = ["flat", "forward", "map_blocks", "module_device", "predict_labels", "softmax"]
+__all__ = [
+    "flat",
+    "forward",
+    "input_blocks",
+    "is_images",
+    "map_blocks",
+    "module_device",
+    "output_blocks",
+    "predict_labels",
+    "softmax",
+]
 
 # Rows per forward pass at prediction time: large enough to keep a GPU busy,
 # small enough that the activations of the default network stay in the tens of MB.
@@ -35,27 +47,40 @@ def map_blocks(module: nn.Module, X: Any, reduce: Any = None) -> list[Any]:
     """``module``'s outputs on validated X, block by block, in evaluation mode,
     as float32 numpy arrays (an array, or a tuple of them, per block); with
     ``reduce``, what it makes of each block's outputs (on the device) instead."""
+    return list(output_blocks(module, X, reduce))
+
+
+def output_blocks(module: nn.Module, X: Any, reduce: Any = None) -> Iterator[Any]:
+    """:func:`map_blocks`, one block at a time."""
     device = module_device(module)
-    images = isinstance(X, torch.Tensor)
-    step = BLOCK_IMAGES if images else BLOCK_ROWS
-    outputs = []
     module.eval()
     with torch.inference_mode():
-        for start in range(0, X.shape[0], step):
-            if images:
-                block = to_float_images(X[start : start + step].to(device))
+        for block in input_blocks(X):
+            if is_images(X):
+                block = to_float_images(block.to(device))
             else:
-                block = np.ascontiguousarray(X[start : start + step])
-                block = torch.tensor(block, dtype=torch.float32, device=device)
+                block = torch.tensor(np.ascontiguousarray(block), dtype=torch.float32, device=device)
             out = module(block)
             if reduce is not None:
-                outputs.append(reduce(out).cpu().numpy())
+                yield reduce(out).cpu().numpy()
             # Off the device block by block: the device holds one block's outputs.
             elif isinstance(out, tuple):
-                outputs.append(tuple(t.float().cpu().numpy() for t in out))
+                yield tuple(t.float().cpu().numpy() for t in out)
             else:
-                outputs.append(out.float().cpu().numpy())
-    return outputs
+                yield out.float().cpu().numpy()
+
+
+def is_images(X: Any) -> bool:
+    """Validated image input: a tensor or :class:`~skcdc.images.StreamedImages`."""
+    return isinstance(X, (torch.Tensor, StreamedImages))
+
+
+def input_blocks(X: Any) -> Any:
+    """Consecutive blocks of validated input: images (decoded by the loader
+    when streamed) or rows, in the block sizes of prediction."""
+    if is_images(X):
+        return image_blocks(X, BLOCK_IMAGES)
+    return (X[start : start + BLOCK_ROWS] for start in range(0, X.shape[0], BLOCK_ROWS))
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -70,7 +95,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def flat(X: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Samples as rows: images flattened to float32 pixels in [0, 1]."""
+    """Samples of one block as rows: images flattened to float32 pixels in [0, 1]."""
     if isinstance(X, torch.Tensor):
         return to_float_images(X).flatten(1).numpy()
     return X

@@ -159,9 +159,8 @@ def make_plan(
     if epochs == "auto":
         epochs = _epochs(n_samples, steps_per_epoch, images)
     network, network_params = _network(params["network"], params["network_params"], images)
-    width = params["n_clusters"] + network_params.get("instance_dim", DEFAULT_INSTANCE_DIM)
-    # Image mode's score reads the instance vectors; its images are in memory.
-    keep_outputs = images or n_samples * width <= KEEP_OUTPUTS_MAX_VALUES
+    # Image mode's score reads the instance vectors of every image.
+    keep_outputs = images or _keeps_outputs(n_samples, network_params, params["n_clusters"])
     plan = Plan(
         images=images,
         n_clusters=params["n_clusters"],
@@ -193,6 +192,11 @@ def make_plan(
                 refinement=_refinement(plan, params, n_samples, steps_per_epoch, refine_epochs),
             )
     return plan
+
+
+def _keeps_outputs(n_samples: int, network_params: Mapping[str, Any], n_clusters: int) -> bool:
+    width = n_clusters + network_params.get("instance_dim", DEFAULT_INSTANCE_DIM)
+    return n_samples * width <= KEEP_OUTPUTS_MAX_VALUES
 
 
 def epoch_steps(n_samples: int, batch_size: int) -> int:
@@ -332,5 +336,6 @@ def _refinement(
         mixed_precision=plan.mixed_precision,
         # The image network is one backbone followed by one run's heads.
         consensus=False,
+        keep_outputs=_keeps_outputs(n_samples, shared, params["n_clusters"]),
         refinement=None,
     )

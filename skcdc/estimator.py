@@ -18,9 +18,9 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 from torch import nn
 
 from . import _validation
-from ._diagnostics import warn_collapse, warn_stopped
 from ._centers import cluster_sums
-from ._inference import BLOCK_IMAGES, BLOCK_ROWS, flat, forward, map_blocks, predict_labels, softmax
+from ._diagnostics import warn_collapse, warn_stopped
+from ._inference import flat, forward, input_blocks, is_images, map_blocks, predict_labels, softmax
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device
@@ -342,8 +342,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         warn_collapse(self.labels_, self.n_clusters, final.loss.equipartition)
         return self
 
-    def _plan(self, X: np.ndarray | torch.Tensor, device: torch.device) -> Plan:
-        images = isinstance(X, torch.Tensor)
+    def _plan(self, X: Any, device: torch.device) -> Plan:
+        images = is_images(X)
         return make_plan(
             self.get_params(),
             n_samples=X.shape[0],
@@ -520,7 +520,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
-        if isinstance(X, torch.Tensor):
+        if is_images(X):
             logits, z = forward(self.network_, X)
             labels = logits.argmax(axis=1)
             neighbors = neighbour_graph(z, self.n_neighbors)
@@ -594,6 +594,7 @@ def _cluster_centers(
 def _flat_blocks(X: Any):
     """``(start, rows)`` of X as float64 rows (images flattened, in [0, 1]), in
     the blocks of :func:`~skcdc._inference.map_blocks`."""
-    block_rows = BLOCK_IMAGES if isinstance(X, torch.Tensor) else BLOCK_ROWS
-    for start in range(0, X.shape[0], block_rows):
-        yield start, flat(X[start : start + block_rows]).astype(np.float64, copy=False)
+    start = 0
+    for block in input_blocks(X):
+        yield start, flat(block).astype(np.float64, copy=False)
+        start += len(block)

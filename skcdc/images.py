@@ -1,10 +1,12 @@
-"""Image input: telling images from tables, reading every kind into one tensor.
+"""Image input: telling images from tables, in memory or streamed from disk.
 
 Image mode accepts numpy or torch arrays of shape (N, H, W), (N, H, W, C) or
 (N, C, H, W) with C in {1, 3}, a ``torch.utils.data.Dataset`` that yields
 images or ``(image, label)`` pairs, and a folder of image files in
 torchvision's ``ImageFolder`` layout (one sub-folder per class; the classes
-are ignored). Every kind becomes one (N, C, H, W) tensor held in memory:
+are ignored). Arrays become one (N, C, H, W) tensor held in memory; datasets
+and folders become :class:`StreamedImages`, decoded a batch at a time by
+``DataLoader`` workers, so memory does not grow with the number of images.
 ``uint8`` stays ``uint8`` (a quarter of the memory of float), floats must lie
 in [0, 1]. All images must share one size; resize them beforehand (e.g. a
 ``transform`` on the dataset) when they do not.
@@ -23,7 +25,7 @@ from torchvision.transforms import v2
 
 from .sources import is_npy_path, is_vector_dataset
 
-__all__ = ["IMAGE_LAYOUTS", "is_image_input", "load_images"]
+__all__ = ["IMAGE_LAYOUTS", "StreamedImages", "image_blocks", "is_image_input", "load_images"]
 
 IMAGE_LAYOUTS = ("auto", "channels_first", "channels_last")
 _CHANNELS = (1, 3)
@@ -42,8 +44,9 @@ def is_image_input(X: Any) -> bool:
     return ndim in (3, 4)
 
 
-def load_images(X: Any, *, layout: str = "auto", num_workers: int = 0) -> torch.Tensor:
-    """Read any accepted image input into a (N, C, H, W) uint8 or float32 tensor.
+def load_images(X: Any, *, layout: str = "auto", num_workers: int = 0) -> Any:
+    """Any accepted image input as a (N, C, H, W) uint8 or float32 tensor, or,
+    for a dataset or a folder, as :class:`StreamedImages`.
 
     Parameters
     ----------
@@ -57,16 +60,144 @@ def load_images(X: Any, *, layout: str = "auto", num_workers: int = 0) -> torch.
 
     Returns
     -------
-    Tensor of shape (N, C, H, W), dtype uint8 or float32.
+    Tensor of shape (N, C, H, W), dtype uint8 or float32, or StreamedImages.
     """
     if isinstance(X, (str, os.PathLike)):
         X = _image_folder(Path(X))
     if isinstance(X, Dataset):
-        images = _read_dataset(X, num_workers)
-    else:
-        images = _array_to_nchw(X, layout)
+        return StreamedImages(X, num_workers)
+    images = _array_to_nchw(X, layout)
     _check_images(images)
     return images
+
+
+class StreamedImages:
+    """The images of a map-style dataset, decoded a batch at a time.
+
+    Reads like a (N, C, H, W) tensor (``shape``, ``dtype``, ``len``, and
+    indexing by a slice or an index array decodes those images), and
+    :meth:`load` decodes the batches of an epoch in ``DataLoader`` workers,
+    into pinned memory for a GPU, a couple of batches ahead. Opening one
+    decodes every image once: a clear error about a wrong size or range
+    comes before any training, and the per-channel statistics that the
+    network's input normalisation needs come with it.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Items are images (PIL, arrays or tensors of (C, H, W)) or
+        ``(image, label)`` pairs, as :func:`load_images` takes them.
+    num_workers : int, default=0
+        DataLoader workers that decode.
+    """
+
+    def __init__(self, dataset: Dataset, num_workers: int = 0) -> None:
+        try:
+            n_items = len(dataset)
+        except TypeError as exc:
+            raise TypeError(
+                "The dataset must have a length (a map-style torch Dataset); an iterable "
+                "dataset cannot be indexed for positive pairs."
+            ) from exc
+        if n_items == 0:
+            raise ValueError("The dataset is empty: image mode needs at least 2 images.")
+        self.dataset = dataset
+        self.num_workers = num_workers
+        first = _decode(dataset[0])
+        self.shape = (n_items, *first.shape)
+        self.dtype = first.dtype
+        self.ndim = 4
+        self.device = torch.device("cpu")
+        self._scan()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(key, slice):
+            indices = list(range(*key.indices(len(self))))
+        else:
+            indices = [int(i) for i in torch.as_tensor(key).reshape(-1).tolist()]
+        return self._collate([self.dataset[i] for i in indices], indices)
+
+    def load(self, batches: Any, pin_memory: bool = False) -> DataLoader:
+        """A DataLoader that decodes each batch of indices of ``batches`` into
+        ``(indices, images)``: a LongTensor (B,) and a (B, C, H, W) tensor,
+        in ``num_workers`` worker processes."""
+        workers = self.num_workers
+        return DataLoader(
+            _Indexed(self),
+            batch_sampler=batches,
+            num_workers=workers,
+            collate_fn=self._collate_pairs,
+            pin_memory=pin_memory,
+            prefetch_factor=2 if workers else None,
+            # Its own generator: a DataLoader otherwise draws its workers' base
+            # seed from torch's global one, which the augmentations use.
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    def blocks(self, block: int) -> Any:
+        """Consecutive blocks of ``block`` images, in order."""
+        starts = range(0, len(self), block)
+        loader = self.load([list(range(s, min(s + block, len(self)))) for s in starts])
+        return (images for _, images in loader)
+
+    def _collate_pairs(self, pairs: list[tuple[int, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = [i for i, _ in pairs]
+        return torch.as_tensor(indices), self._collate([item for _, item in pairs], indices)
+
+    def _collate(self, items: list[Any], indices: list[int]) -> torch.Tensor:
+        images = []
+        for index, item in zip(indices, items):
+            image = _decode(item)
+            if image.shape != self.shape[1:]:
+                raise ValueError(
+                    f"Images of mixed sizes: item {index} is {tuple(image.shape)} (C, H, W) but "
+                    f"item 0 is {tuple(self.shape[1:])}. Resize them to one size first, e.g. "
+                    "with a torchvision Resize/CenterCrop transform on the dataset."
+                )
+            images.append(image)
+        if not images:
+            return torch.zeros((0, *self.shape[1:]), dtype=self.dtype)
+        stacked = torch.stack(images)
+        return stacked if stacked.dtype == torch.uint8 else stacked.float()
+
+    def _scan(self) -> None:
+        """Decode every image once: check it, and sum its channels."""
+        total = torch.zeros(self.shape[1], dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        _check_count(len(self), self.shape[1:])
+        for block in self.blocks(_SCAN_BLOCK):
+            _check_pixels(block)
+            block = block.double() / (255 if block.dtype == torch.uint8 else 1)
+            total += block.sum(dim=(0, 2, 3))
+            squares += block.pow(2).sum(dim=(0, 2, 3))
+        #: Per-channel sums of the pixels (in [0, 1]) and of their squares.
+        self.channel_sums = (total, squares)
+
+
+_SCAN_BLOCK = 4096
+
+
+class _Indexed(Dataset):
+    """Items with their index, so that a worker's error can name the item."""
+
+    def __init__(self, images: StreamedImages) -> None:
+        self.dataset = images.dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+def image_blocks(X: Any, block: int) -> Any:
+    """Consecutive blocks of images of a tensor or :class:`StreamedImages`."""
+    if isinstance(X, StreamedImages):
+        return X.blocks(block)
+    return (X[start : start + block] for start in range(0, X.shape[0], block))
 
 
 def _image_folder(path: Path) -> Dataset:
@@ -96,38 +227,13 @@ def _read_image_file(path: str) -> Any:
         return image.convert("L" if grey else "RGB")
 
 
-def _read_dataset(dataset: Dataset, num_workers: int) -> torch.Tensor:
-    """Decode every item of a dataset into one tensor, checking sizes agree."""
-    try:
-        n_items = len(dataset)
-    except TypeError as exc:
-        raise TypeError(
-            "The dataset must have a length (a map-style torch Dataset); an iterable "
-            "dataset cannot be indexed for positive pairs."
-        ) from exc
-    if n_items == 0:
-        raise ValueError("The dataset is empty: image mode needs at least 2 images.")
-    to_tensor = v2.Compose([v2.ToImage()])
-    loader = DataLoader(
-        range(n_items),
-        batch_size=256,
-        num_workers=num_workers,
-        collate_fn=lambda idx: [to_tensor(_image_of(dataset[i])) for i in idx],
-    )
-    images: list[torch.Tensor] = []
-    for chunk in loader:
-        for image in chunk:
-            image = image.as_subclass(torch.Tensor)
-            if images and image.shape != images[0].shape:
-                raise ValueError(
-                    f"Images of mixed sizes: item {len(images)} is {tuple(image.shape)} "
-                    f"(C, H, W) but item 0 is {tuple(images[0].shape)}. Resize them to one "
-                    "size first, e.g. with a torchvision Resize/CenterCrop transform on "
-                    "the dataset."
-                )
-            images.append(image)
-    stacked = torch.stack(images)
-    return stacked if stacked.dtype == torch.uint8 else stacked.float()
+_TO_IMAGE = v2.ToImage()
+
+
+def _decode(item: Any) -> torch.Tensor:
+    """A dataset item's image as a plain (C, H, W) tensor."""
+    image = _TO_IMAGE(_image_of(item)).as_subclass(torch.Tensor)
+    return image if image.dtype == torch.uint8 else image.float()
 
 
 def _image_of(item: Any) -> Any:
@@ -186,13 +292,21 @@ def _numeric_array(X: Any) -> np.ndarray:
 
 
 def _check_images(images: torch.Tensor) -> None:
-    if images.shape[0] < 2:
+    _check_count(images.shape[0], images.shape[1:])
+    _check_pixels(images)
+
+
+def _check_count(n_images: int, shape: tuple[int, ...]) -> None:
+    if n_images < 2:
         raise ValueError(
-            f"Found {images.shape[0]} image(s) while a minimum of 2 is required: clustering "
+            f"Found {n_images} image(s) while a minimum of 2 is required: clustering "
             "needs at least two samples."
         )
-    if min(images.shape[2:]) < 1:
-        raise ValueError(f"Images of shape {tuple(images.shape[1:])} are empty.")
+    if min(shape[1:]) < 1:
+        raise ValueError(f"Images of shape {tuple(shape)} are empty.")
+
+
+def _check_pixels(images: torch.Tensor) -> None:
     if images.dtype == torch.uint8:
         return
     if not torch.isfinite(images).all():

@@ -441,7 +441,10 @@ class SelfLabelLoss(_HeadwiseLoss):
             confidence, target = logits_a.float().softmax(1).max(1)
             confident = confidence >= self.threshold
         if not confident.any():
-            loss = logits_b.float().sum() * 0.0
+            # No target: a loss without a gradient, on which the engine
+            # makes no step (a step on zero gradients would still move the
+            # weights by the optimiser's momentum and weight decay).
+            loss = logits_b.detach().float().sum() * 0.0
         else:
             counts = torch.bincount(target[confident], minlength=logits_b.shape[1]).float()
             weight = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))

@@ -90,15 +90,20 @@ class ChannelNormalizer(nn.Module):
 
     @classmethod
     def from_images(cls, images: torch.Tensor, chunk: int = 4096) -> ChannelNormalizer:
-        """Fit on (N, C, H, W) images (uint8 0-255 or float 0-1), in chunks."""
-        total = torch.zeros(images.shape[1], dtype=torch.float64)
-        squares = torch.zeros_like(total)
-        for start in range(0, images.shape[0], chunk):
-            block = images[start : start + chunk].double()
-            if images.dtype == torch.uint8:
-                block = block / 255
-            total += block.sum(dim=(0, 2, 3)).cpu()
-            squares += block.pow(2).sum(dim=(0, 2, 3)).cpu()
+        """Fit on (N, C, H, W) images (uint8 0-255 or float 0-1), in chunks;
+        streamed images (:class:`~skcdc.images.StreamedImages`) bring the
+        sums from the pass that opened them."""
+        if hasattr(images, "channel_sums"):
+            total, squares = images.channel_sums
+        else:
+            total = torch.zeros(images.shape[1], dtype=torch.float64)
+            squares = torch.zeros_like(total)
+            for start in range(0, images.shape[0], chunk):
+                block = images[start : start + chunk].double()
+                if images.dtype == torch.uint8:
+                    block = block / 255
+                total += block.sum(dim=(0, 2, 3)).cpu()
+                squares += block.pow(2).sum(dim=(0, 2, 3)).cpu()
         count = images.shape[0] * images.shape[2] * images.shape[3]
         mean = total / count
         std = (squares / count - mean.pow(2)).clamp_min(0).sqrt().clamp_min(1e-3)

@@ -9,7 +9,6 @@ runs code from the file, unlike pickle or joblib.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 from typing import Any
 

@@ -166,7 +166,8 @@ def plot_cluster_examples(
         raise ValueError("plot_cluster_examples needs a model fitted on images (image mode).")
     if images is None:
         raise ValueError("Pass the images to show: the estimator does not keep them.")
-    tensor = to_float_images(load_images(images, layout=model.image_layout))
+    # A dataset or a folder is streamed: only the images shown are decoded.
+    source = load_images(images, layout=model.image_layout, num_workers=model.num_workers)
     proba = model.predict_proba(images)
     labels = proba.argmax(axis=1)
     plt = _pyplot()
@@ -178,7 +179,8 @@ def plot_cluster_examples(
         for column, ax in enumerate(axes[cluster]):
             ax.set_axis_off()
             if column < len(members):
-                image = tensor[members[column]].permute(1, 2, 0).numpy()
+                image = to_float_images(source[members[column : column + 1]])[0]
+                image = image.permute(1, 2, 0).numpy()
                 ax.imshow(image[..., 0] if image.shape[2] == 1 else image, cmap="gray", vmin=0, vmax=1)
         axes[cluster, 0].set_title(f"{cluster}", fontsize=7, loc="left")
     return fig

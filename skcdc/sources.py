@@ -21,9 +21,9 @@ from torch.utils.data import Dataset
 __all__ = [
     "DatasetRows",
     "fingerprint",
-    "iter_blocks",
     "is_streamed",
     "is_vector_dataset",
+    "iter_blocks",
     "n_rows",
     "open_vectors",
     "read_block",
@@ -117,10 +117,12 @@ def _float32(rows: Any) -> np.ndarray:
 
 
 def fingerprint(data: Any) -> str:
-    """A hash of every row of an array-like, read block by block."""
+    """A hash of every row of a streamed input, read block by block (streamed
+    images by their own ``blocks``)."""
     digest = hashlib.sha256(repr(tuple(data.shape)).encode())
-    for block in iter_blocks(data):
-        digest.update(block.tobytes())
+    blocks = data.blocks(4096) if hasattr(data, "blocks") else iter_blocks(data)
+    for block in blocks:
+        digest.update(np.asarray(block).tobytes())
     return digest.hexdigest()
 
 

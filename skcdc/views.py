@@ -9,13 +9,14 @@ the two members are two random augmentations of the same image, made with
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 from torchvision.transforms import v2
 
 from .augmentation import RandomSubpixelAffine, batched
+from .images import StreamedImages
 from .neighbours import METRICS, NeighbourSearch, neighbour_search
 from .sources import n_rows, read_rows
 
@@ -79,6 +80,12 @@ class NeighbourViews:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the samples ``index`` (a batch of row indices)."""
         return self._rows(index), self._rows(_random_neighbours(self.neighbors, index, generator))
+
+    def epoch(self, batches: Iterable, generator: torch.Generator | None) -> Iterator:
+        """``(index, view_a, view_b)`` for each batch of row numbers of an epoch."""
+        for batch in batches:
+            index = torch.as_tensor(batch, device=self.device)
+            yield (index, *self(index, generator))
 
     def _rows(self, index: torch.Tensor) -> torch.Tensor:
         if isinstance(self.data, torch.Tensor):
@@ -158,8 +165,9 @@ class AugmentedViews:
 
     Parameters
     ----------
-    images : Tensor of shape (N, C, H, W)
-        uint8 (0-255) or float (0-1) images, on the CPU or the training device.
+    images : Tensor of shape (N, C, H, W) or StreamedImages
+        uint8 (0-255) or float (0-1) images, on the CPU or the training
+        device, or streamed from a dataset or a folder (decoded per batch).
     augmentation : callable
         Maps one float image (C, H, W) in [0, 1] to an augmented image of the
         same size. A ``torchvision.transforms.v2`` recipe made of the steps
@@ -189,12 +197,28 @@ class AugmentedViews:
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the images ``index``, as float tensors in [0, 1]."""
-        batch = self._batch(index)
-        return self._augment(batch), self._augment(batch)
+        return self._pair(self._batch(index))
+
+    def epoch(self, batches: Iterable, generator: torch.Generator | None) -> Iterator:
+        """``(index, view_a, view_b)`` for each batch of image numbers of an
+        epoch. Streamed images are decoded by DataLoader workers, a couple of
+        batches ahead, and augmented on the device."""
+        if not isinstance(self.images, StreamedImages):
+            for batch in batches:
+                index = torch.as_tensor(batch, device=self.device)
+                yield (index, *self(index, generator))
+            return
+        loader = self.images.load(batches, pin_memory=self.device.type == "cuda")
+        for index, images in loader:
+            batch = to_float_images(images.to(self.device, non_blocking=True))
+            yield (index.to(self.device), *self._pair(batch))
 
     def of_itself(self) -> AugmentedViews:
         """The same views: both are already augmentations of the image itself."""
         return self
+
+    def _pair(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._augment(batch), self._augment(batch)
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
         if self._batched is not None:

@@ -130,3 +130,29 @@ def test_cuda_out_of_memory_names_batch_size(blobs):
     X, _ = blobs
     with pytest.raises(torch.cuda.OutOfMemoryError, match="batch_size=64"):
         faulty(1, "oom").fit(X)
+
+
+def test_a_batch_without_anything_to_learn_makes_no_step():
+    # Self-labelling with a threshold no prediction reaches: the weights and
+    # the optimiser's state stay exactly as the CDC phase left them.
+    from skcdc.loss import SelfLabelLoss
+    from skcdc.training.engine import Engine, Phase
+
+    torch.manual_seed(0)
+    network = VectorCDCNetwork(4, 3, instance_dim=8, hidden_dim=16)
+    data = torch.randn(64, 4)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    engine = Engine(
+        network,
+        [Phase("self-labelling", SelfLabelLoss(threshold=1.01), 2)],
+        lambda index, generator: (data[index], data[index]),
+        torch.optim.AdamW(network.parameters(), lr=0.1),
+        sampler=range(64),
+        batch_size=16,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        n_clusters=3,
+    ).fit()
+    after = network.state_dict()
+    assert engine.epoch == 2
+    assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)

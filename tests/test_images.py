@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from skcdc import CDCClustering, files
-from skcdc.images import load_images
+from skcdc.images import StreamedImages, load_images
 from skcdc.networks import BackboneFeatures, SelectHead
 from skcdc.persistence import load_model, save_model
 from skcdc.views import default_augmentation
@@ -123,7 +123,8 @@ class ShapesDataset(Dataset):
 def test_torch_dataset_of_images_or_pairs(shapes, fitted_images, pil, with_labels):
     images, labels = shapes
     dataset = ShapesDataset(images, labels if with_labels else None, pil=pil)
-    torch.testing.assert_close(load_images(dataset), load_images(images))
+    streamed = load_images(dataset)
+    torch.testing.assert_close(streamed[np.arange(len(images))], load_images(images))
     model = CDCClustering(3, **TINY).fit(dataset)
     # Same pixels, same seed: the same model as from the array.
     np.testing.assert_array_equal(model.labels_, fitted_images.labels_)
@@ -139,6 +140,59 @@ def test_image_folder(shapes, fitted_images, tmp_path):
     model = CDCClustering(3, **TINY).fit(str(tmp_path))
     assert model.image_shape_ == (1, 12, 12)  # grey PNGs stay grey
     assert model.predict(tmp_path).shape == (48,)
+    # The files hold the array's pixels, in ImageFolder's order: the same
+    # seed gives the same model as the array in that order.
+    order = np.argsort([f"class{label}/{i:03d}" for i, label in enumerate(labels)])
+    in_memory = CDCClustering(3, **TINY).fit(images[order])
+    np.testing.assert_array_equal(model.labels_, in_memory.labels_)
+
+
+class CountingDataset(ShapesDataset):
+    """Records which items are read, and in which groups."""
+
+    def __init__(self, images):
+        super().__init__(images)
+        self.reads = []
+
+    def __getitem__(self, i):
+        self.reads.append(i)
+        return super().__getitem__(i)
+
+
+def test_a_dataset_is_streamed_batch_by_batch(shapes):
+    images, _ = shapes
+    dataset = CountingDataset(images)
+    streamed = load_images(dataset)
+    # Opening it decodes every image once (checks and channel statistics)...
+    assert isinstance(streamed, StreamedImages) and sorted(dataset.reads[1:]) == list(range(48))
+    dataset.reads.clear()
+    batches = [[5, 2, 7], [1, 0, 3]]
+    loaded = list(streamed.load(batches))
+    # ...and an epoch reads the items of each batch, in the sampler's order.
+    assert dataset.reads == [5, 2, 7, 1, 0, 3]
+    assert [index.tolist() for index, _ in loaded] == batches
+    torch.testing.assert_close(loaded[1][1], load_images(images)[[1, 0, 3]])
+
+
+def test_refinement_features_of_many_images_are_streamed_from_a_scratch_file(
+    shapes, monkeypatch
+):
+    from skcdc.training import stages
+
+    images, _ = shapes
+    monkeypatch.setattr(stages, "LARGE_DATA", 10)
+    written = []
+    original = stages._features
+
+    def spy(encoder, X, scratch):
+        features = original(encoder, X, scratch)
+        written.append(type(features))
+        return features
+
+    monkeypatch.setattr(stages, "_features", spy)
+    model = CDCClustering(3, **{**TINY, "refine_epochs": 1}).fit(ShapesDataset(images))
+    assert written == [np.memmap] and model.refined_
+    assert (model.predict(images) == model.labels_).all()
 
 
 def test_mixed_sizes_are_refused(shapes, tmp_path):

@@ -30,7 +30,8 @@ INTERRUPTED = "interrupted"
 DIVERGED = "diverged"
 
 
-# ``views(index, generator) -> (view_a, view_b)``: the two views of a batch.
+# ``views(index, generator) -> (view_a, view_b)``: the two views of a batch
+# (views may also load a whole epoch's batches themselves: ``views.epoch``).
 Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -163,16 +164,17 @@ class Engine:
         }
         n_batches = 0
         start = time.perf_counter()
-        for batch in batches:
-            index = torch.as_tensor(batch, device=self.device)
-            view_a, view_b = views(index, self.generator)
+        for index, view_a, view_b in _epoch(views, batches, self.generator, self.device):
             with self._autocast():
                 logits_a, z_a = self.network(view_a)
                 logits_b, z_b = self.network(view_b)
             out = criterion(logits_a, z_a, logits_b, z_b, index=index)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
+            # A batch that gives the loss nothing to learn from (no confident
+            # sample to self-label) makes no step.
+            if out.loss.requires_grad:
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                self.optimizer.step()
             # Cluster sizes per head, (H, K), from the argmax that prediction uses.
             batch_counts = _cluster_counts(logits_a.detach(), self.n_clusters)
             counts = batch_counts if counts is None else counts + batch_counts
@@ -327,6 +329,17 @@ class Engine:
             "head_losses": list(self.head_losses),
             "logs": [dict(log) for log in self.logs],
         }
+
+
+def _epoch(views: Any, batches: Iterable, generator: torch.Generator, device: torch.device):
+    """``(index, view_a, view_b)`` per batch: the views' own ``epoch`` where
+    they have one (streamed images load batches ahead), else one call per batch."""
+    if hasattr(views, "epoch"):
+        yield from views.epoch(batches, generator)
+        return
+    for batch in batches:
+        index = torch.as_tensor(batch, device=device)
+        yield (index, *views(index, generator))
 
 
 def _cluster_counts(logits: torch.Tensor, n_clusters: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ from .. import files
 from .._inference import forward, predict_labels
 from .._plan import Plan
 from ..exceptions import CheckpointMismatchError
+from ..images import StreamedImages
 from ..loss import SelfLabelLoss
 from ..networks import ChannelNormalizer, InputScaler, SelectHead
 from ..scoring import neighbour_agreement, neighbour_graph
@@ -60,7 +61,8 @@ def make_views(plan: Plan, X: Any, verbose: int = 0) -> Views:
     Vectors in memory move to the device once; streamed ones
     (:mod:`skcdc.sources`) are read a batch at a time."""
     if plan.images:
-        return AugmentedViews(X.to(plan.device), plan.augmentation, plan.device)
+        images = X if isinstance(X, StreamedImages) else X.to(plan.device)
+        return AugmentedViews(images, plan.augmentation, plan.device)
     if is_streamed(X):
         data = X
     else:

@@ -10,8 +10,10 @@ of the backbone the first stage trained.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -19,8 +21,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._inference import map_blocks, module_device, softmax
-from .._plan import Plan
+from .._inference import map_blocks, module_device, output_blocks, softmax
+from .._plan import LARGE_DATA, Plan
 from ..neighbours import NeighbourSearch
 from ..networks import BackboneFeatures
 from ..scoring import neighbour_agreement
@@ -101,10 +103,12 @@ def _train_runs(
     if checkpoint_dir is not None:
         # joblib hashes a tensor by its pickle, which differs between equal
         # tensors; the pixels' bytes do not.
-        if is_streamed(X):
-            data_hash = fingerprint(X)
+        if isinstance(X, np.ndarray) and not is_streamed(X):
+            data_hash = joblib.hash(X)
+        elif isinstance(X, torch.Tensor):
+            data_hash = joblib.hash(X.cpu().numpy())
         else:
-            data_hash = joblib.hash(X.cpu().numpy() if isinstance(X, torch.Tensor) else X)
+            data_hash = fingerprint(X)
     runs: list[Run] = []
     for index, seed in enumerate(seeds):
         checkpoint = None
@@ -158,6 +162,25 @@ def _consensus_or_best(
     return replace(result, run=consensus, consensus=True)
 
 
+def _features(encoder: nn.Module, X: Any, scratch: Path) -> np.ndarray:
+    """The encoder's features of X: in memory up to ``LARGE_DATA`` images;
+    beyond, written block by block to a ``.npy`` file in ``scratch`` and read
+    back as a memmap, which the stage then streams."""
+    if X.shape[0] <= LARGE_DATA:
+        return np.concatenate(map_blocks(encoder, X))
+    out = None
+    start = 0
+    for block in output_blocks(encoder, X):
+        if out is None:
+            shape = (X.shape[0], block.shape[1])
+            out = np.lib.format.open_memmap(scratch / "features.npy", "w+", np.float32, shape)
+        out[start : start + len(block)] = block
+        start += len(block)
+    out.flush()
+    del out
+    return np.load(scratch / "features.npy", mmap_mode="r")
+
+
 def backbone_encoder(network: nn.Sequential) -> nn.Sequential:
     """Image mode's input normalisation and backbone, without the heads."""
     return nn.Sequential(network[0], BackboneFeatures(network[1].backbone))
@@ -178,13 +201,19 @@ def _refine(
     does."""
     run = result.run
     encoder = backbone_encoder(run.network)
-    features = np.concatenate(map_blocks(encoder, X))
     planned = result.planned_epochs + plan.epochs_per_run
-    try:
-        stage = train(plan, features, np.random.RandomState(seed), checkpoint_dir=checkpoint_dir, verbose=verbose)
-    except KeyboardInterrupt:
-        # Interrupted before the refinement finished an epoch: the first stage stands.
-        return replace(result, planned_epochs=planned, stop_reason=INTERRUPTED)
+    with tempfile.TemporaryDirectory(prefix="skcdc-features-") as scratch:
+        features = _features(encoder, X, Path(scratch))
+        try:
+            stage = train(
+                plan, features, np.random.RandomState(seed), checkpoint_dir=checkpoint_dir,
+                verbose=verbose,
+            )
+        except KeyboardInterrupt:
+            # Interrupted before the refinement finished an epoch: the first stage stands.
+            return replace(result, planned_epochs=planned, stop_reason=INTERRUPTED)
+        finally:
+            del features
     offset = run.history["epoch"].iloc[-1]
     history = stage.run.history.assign(
         epoch=stage.run.history["epoch"] + offset,
