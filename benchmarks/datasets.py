@@ -22,6 +22,7 @@ from joblib import Memory
 __all__ = [
     "BENCHMARK_DATASETS",
     "HELD_OUT_DATASETS",
+    "MANY_CLUSTER_DATASETS",
     "Dataset",
     "cache_dir",
     "load_bbc_news",
@@ -420,7 +421,14 @@ BENCHMARK_DATASETS = {
     "fashion-mnist-images": load_fashion_mnist_images,
     "digits-efficientnet": load_digits_efficientnet,
     **{name: partial(load_table, name) for name in _TABLES},
+    # Many clusters: Debian's 58 sections, very unequal, and a balanced draw.
+    "debian-packages-minilm": load_debian_packages_minilm,
+    "debian-packages-minilm-balanced": partial(load_debian_packages_minilm, per_section=60),
 }
+
+#: Many-cluster sets, where only k-means and CDC run (the other baselines'
+#: cost grows too fast with rows or clusters).
+MANY_CLUSTER_DATASETS = ("debian-packages-minilm", "debian-packages-minilm-balanced")
 
 #: Data sets no default was chosen on: a check that the defaults generalise.
 HELD_OUT_DATASETS = ("digits-efficientnet", *_TABLES)

@@ -62,7 +62,7 @@ for _name in clustpy_baselines():
 IMAGE_SETS = {"digits-images", "fashion-mnist-images"}
 for _name in BASELINES:
     if _name != "KMeans(n_init=10)":
-        ONLY_ON[_name] = set(DATASETS) - IMAGE_SETS
+        ONLY_ON[_name] = set(DATASETS) - IMAGE_SETS - set(D.MANY_CLUSTER_DATASETS)
 
 
 def _quick_dataset() -> D.Dataset:

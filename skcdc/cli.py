@@ -49,7 +49,8 @@ def read_table(path: str | Path, key: str | None = None) -> Any:
         raise CLIError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            # A memmap: a large table is streamed, never read whole.
+            return np.load(path, mmap_mode="r", allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as arrays:
                 names = list(arrays.keys())

@@ -156,3 +156,42 @@ def test_a_batch_without_anything_to_learn_makes_no_step():
     after = network.state_dict()
     assert engine.epoch == 2
     assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
+
+
+def test_the_balance_window_is_part_of_the_state_a_resumed_run_continues_from():
+    # 40 clusters and 32 views a step: the running marginal carries across
+    # steps, so a resume that lost it would train differently.
+    from skcdc.loss import CDCLoss
+    from skcdc.training.engine import Engine, Phase
+
+    data = torch.randn(96, 6, generator=torch.Generator().manual_seed(0))
+
+    def engine(epochs):
+        torch.manual_seed(0)
+        network = VectorCDCNetwork(6, 40, instance_dim=8, hidden_dim=16)
+        loss = CDCLoss(tau_c=0.2, tau_z=0.2, equipartition="entropy", balance_window=320)
+        return Engine(
+            network,
+            [Phase("cdc", loss, epochs)],
+            lambda index, generator: (data[index], data[index] + 0.01),
+            torch.optim.AdamW(network.parameters(), lr=1e-2),
+            sampler=torch.utils.data.RandomSampler(
+                range(96), generator=torch.Generator().manual_seed(1)
+            ),
+            batch_size=16,
+            device=torch.device("cpu"),
+            generator=torch.Generator().manual_seed(2),
+            n_clusters=40,
+        )
+
+    uninterrupted = engine(3).fit()
+    first = engine(3)
+    first.epochs = 1
+    first.phases[0].epochs = 1
+    state = first.fit().state_dict()
+    assert state["criteria"]["cdc"]["marginals"][0].shape == (40,)
+    resumed = engine(3)
+    resumed.load_state_dict(state)
+    resumed.fit()
+    for name, value in uninterrupted.network.state_dict().items():
+        torch.testing.assert_close(resumed.network.state_dict()[name], value)
