@@ -1,5 +1,7 @@
 """Empty-cluster relocation: the cut it makes and its place in the training loop."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -134,3 +136,15 @@ def test_head_inputs_are_kept_only_in_epochs_that_may_end_in_a_relocation():
     _engine_with_dead_cluster(spy, epochs=4)
     assert spy.kept[0] > 0 and spy.may[0]
     assert [kept > 0 for kept in spy.kept[1:]] == spy.may[:-1]
+
+
+@pytest.mark.parametrize(
+    "steps_per_epoch, epoch, allowed",
+    [(7, 25, True), (7, 26, False), (3906, 9, True), (3906, 10, False), (250, 6, True), (250, 7, False)],
+)
+def test_relocation_stops_before_the_last_five_epochs_or_last_1000_steps(steps_per_epoch, epoch, allowed):
+    # 30 epochs of 7 steps: quiet for the last 5 epochs; 10 epochs of 3906
+    # steps: only the last epoch (1000 steps would do); 250 steps: 4 epochs.
+    epochs = 30 if steps_per_epoch == 7 else 10
+    engine = SimpleNamespace(epochs=epochs, epoch=epoch, steps_per_epoch=steps_per_epoch)
+    assert EmptyClusterRelocation()._may_relocate(engine) == allowed

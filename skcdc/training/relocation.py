@@ -111,14 +111,24 @@ class EmptyClusterRelocation(Callback):
         in steps, not epochs, because a revival takes a number of updates,
         and an epoch of a small data set has few.
     stop_before : int, default=5
-        No relocation in the last ``stop_before`` epochs.
+        No relocation in the last ``stop_before`` epochs...
+    stop_before_steps : int, default=1000
+        ...or in the last ``stop_before_steps`` optimiser steps, when those
+        are fewer: the last cut needs training, not whole epochs of it.
     buffer_size : int, default=8192
         Head inputs kept (the most recent ones) to estimate the cut.
     """
 
-    def __init__(self, patience: int = 300, stop_before: int = 5, buffer_size: int = 8192) -> None:
+    def __init__(
+        self,
+        patience: int = 300,
+        stop_before: int = 5,
+        stop_before_steps: int = 1000,
+        buffer_size: int = 8192,
+    ) -> None:
         self.patience = patience
         self.stop_before = stop_before
+        self.stop_before_steps = stop_before_steps
         self.buffer_size = buffer_size
         self._heads: CDCHeads | None = None
         self._hook = None
@@ -141,6 +151,14 @@ class EmptyClusterRelocation(Callback):
             self._hook = self._heads.register_forward_hook(self._record)
             # Nothing counted yet (a fresh run): keep the first epoch's inputs.
             self._recording = self.empty_epochs is None or self._may_die(engine)
+
+    def _may_relocate(self, engine: Engine) -> bool:
+        """Not in the last ``stop_before`` epochs, nor in the last
+        ``stop_before_steps`` steps when those are fewer (an epoch of a
+        large data set is thousands of steps)."""
+        remaining = (engine.epochs - engine.epoch) * engine.steps_per_epoch
+        quiet = min(self.stop_before * engine.steps_per_epoch, self.stop_before_steps)
+        return remaining >= quiet
 
     def _dead(self, engine: Engine, epochs_ahead: int = 0) -> torch.Tensor:
         """Which clusters are dead now, or will be after ``epochs_ahead`` more
@@ -169,7 +187,7 @@ class EmptyClusterRelocation(Callback):
         self.empty_epochs = (previous + empty) * empty
         relocated = 0
         dead = self._dead(engine)
-        if engine.epoch <= engine.epochs - self.stop_before and dead.any() and self._buffer:
+        if self._may_relocate(engine) and dead.any() and self._buffer:
             h = torch.cat(list(self._buffer)).float()
             relocated = self._relocate(h, dead)
             # A relocated cluster starts its count afresh.
