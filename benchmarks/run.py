@@ -26,7 +26,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import datasets as D
+import image_folder
 import pandas as pd
+import scale
 import torch
 from baselines import BASELINES, clustpy_baselines
 
@@ -231,6 +233,8 @@ def write_report(
         + targets(table)
         + "\n\n"
         + full_runs(results)
+        + scale.report()
+        + image_folder.report()
         + "\n".join(f"![{p.stem}]({p.name})" for p in images)
         + "\n"
     )

@@ -10,6 +10,7 @@ batch (forward of both views, backward, optimiser step) on tensors already in
 memory.
 
     python benchmarks/scale.py --rows 10000 100000 --clusters 10 100 1000
+    python benchmarks/scale.py --rows 1280000 --clusters 1000 --features 768   # on a GPU
     python benchmarks/scale.py --report-only
 
 Results accumulate in ``benchmarks/results/scale.json`` (a record replaces
@@ -104,6 +105,7 @@ def run_one(method: str, n: int, k: int, d: int, seed: int) -> dict:
             seconds_per_epoch=float(cdc["time"].mean()),
             epochs=int(model.n_iter_),
             runs=len(model.run_scores_),
+            device=str(model.device_),
         )
         predict = model.predict
     elif method == "minibatch-kmeans":
@@ -194,6 +196,7 @@ _COLUMNS = (
     ("peak_rss_gb", "peak RSS GB", "{:.2f}"),
     ("data_gb", "data GB", "{:.2f}"),
     ("predict_rows_per_second", "predict rows/s", "{:,.0f}"),
+    ("device", "device", "{}"),
 )
 
 

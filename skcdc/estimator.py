@@ -20,7 +20,15 @@ from torch import nn
 from . import _validation
 from ._centers import cluster_sums
 from ._diagnostics import warn_collapse, warn_stopped
-from ._inference import flat, forward, input_blocks, is_images, map_blocks, predict_labels, softmax
+from ._inference import (
+    flat,
+    forward,
+    input_blocks,
+    is_images,
+    output_blocks,
+    predict_labels,
+    softmax,
+)
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device
@@ -579,7 +587,9 @@ def _cluster_centers(
         soft = np.zeros((empty.size, sums.shape[1]))
         weight = np.zeros(empty.size)
         columns = torch.as_tensor(empty)
-        blocks = map_blocks(network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns])
+        # Block by block: the probabilities of the empty clusters of all X at
+        # once would be (N, n_empty).
+        blocks = output_blocks(network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns])
         for proba, (_, block) in zip(blocks, _flat_blocks(X)):
             proba = proba.astype(np.float64)
             soft += proba.T @ block

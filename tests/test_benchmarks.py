@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,3 +95,17 @@ def test_targets_mark_the_held_out_sets():
     cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
     assert {row[0]: row[-1] for row in cells} == {"digits": "", "wine": "yes"}
     assert "+0.100" in lines[2]
+
+
+def test_scale_mixtures_are_memmaps_with_their_labels_and_tabled(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKCDC_CACHE", str(tmp_path))
+    scale = _benchmark_module("scale")
+    X, y = scale.make_mixture(1000, 7, d=16, imbalance=4.0, seed=3)
+    assert isinstance(X, np.memmap) and X.shape == (1000, 16) and not X.flags.writeable
+    sizes = np.bincount(y, minlength=7)
+    assert sizes.min() > 0 and 2 < sizes.max() / sizes.min() < 8  # about 4:1
+    again, _ = scale.make_mixture(1000, 7, d=16, imbalance=4.0, seed=3)
+    np.testing.assert_array_equal(X, again)
+    record = {"rows": 1000, "clusters": 7, "method": "cdc", "ACC": 0.5, "neighbour_search": "exact"}
+    table = scale.report([record])
+    assert "| 1,000 | 7 | cdc | 0.500 |" in table and "| exact |" in table
