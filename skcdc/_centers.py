@@ -1,11 +1,18 @@
-"""Per-cluster sums and means of rows, without an (N, K) one-hot in between."""
+"""Per-cluster sums and means of rows, without an (N, K) one-hot in between,
+block by block for input of any size."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
+import torch
+from torch import nn
 
-__all__ = ["cluster_sums"]
+from ._inference import flat, input_blocks, output_blocks
+
+__all__ = ["cluster_centers", "cluster_sums"]
 
 
 def cluster_sums(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
@@ -17,3 +24,44 @@ def cluster_sums(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np
     )
     sums = np.asarray(assignment @ np.asarray(X, dtype=np.float64))
     return sums, np.bincount(labels, minlength=n_clusters)
+
+
+def cluster_centers(
+    X: Any, labels: np.ndarray, n_clusters: int, network: nn.Module
+) -> np.ndarray:
+    """Per-cluster means in input space, block by block; an empty cluster gets
+    its probability-weighted mean (one more pass, only then), or the mean of
+    all samples when no sample gives it any probability."""
+    sums = np.zeros((n_clusters, int(np.prod(X.shape[1:]))))
+    sizes = np.zeros(n_clusters, dtype=np.int64)
+    for start, block in _flat_blocks(X):
+        block_sums, block_sizes = cluster_sums(block, labels[start : start + len(block)], n_clusters)
+        sums += block_sums
+        sizes += block_sizes
+    centers = sums / np.maximum(sizes, 1)[:, None]
+    empty = np.flatnonzero(sizes == 0)
+    if empty.size:
+        soft = np.zeros((empty.size, sums.shape[1]))
+        weight = np.zeros(empty.size)
+        columns = torch.as_tensor(empty)
+        # Block by block: the probabilities of the empty clusters of all X at
+        # once would be (N, n_empty).
+        blocks = output_blocks(network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns])
+        for proba, (_, block) in zip(blocks, _flat_blocks(X)):
+            proba = proba.astype(np.float64)
+            soft += proba.T @ block
+            weight += proba.sum(axis=0)
+        mean = sums.sum(axis=0) / max(sizes.sum(), 1)
+        centers[empty] = np.where(
+            weight[:, None] > 0, soft / np.maximum(weight, 1e-300)[:, None], mean
+        )
+    return centers
+
+
+def _flat_blocks(X: Any):
+    """``(start, rows)`` of X as float64 rows (images flattened, in [0, 1]), in
+    the blocks of :func:`~skcdc._inference.map_blocks`."""
+    start = 0
+    for block in input_blocks(X):
+        yield start, flat(block).astype(np.float64, copy=False)
+        start += len(block)

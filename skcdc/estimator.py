@@ -18,14 +18,11 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 from torch import nn
 
 from . import _validation
-from ._centers import cluster_sums
+from ._centers import cluster_centers
 from ._diagnostics import warn_collapse, warn_stopped
 from ._inference import (
-    flat,
     forward,
-    input_blocks,
     is_images,
-    output_blocks,
     predict_labels,
     softmax,
 )
@@ -378,7 +375,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         # them block by block otherwise.
         self.categorical_embedding_ = None if run.logits is None else softmax(run.logits)
         self.instance_embedding_ = run.z
-        self.cluster_centers_ = _cluster_centers(
+        self.cluster_centers_ = cluster_centers(
             X, self.labels_, self.n_clusters, self.network_
         ).reshape(-1, *X.shape[1:])
 
@@ -567,44 +564,3 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
 def _output_dtype(X: Any) -> np.dtype:
     """float64 for float64 tables, float32 otherwise (images, other dtypes)."""
     return np.dtype(np.float64) if getattr(X, "dtype", None) == np.float64 else np.dtype(np.float32)
-
-
-def _cluster_centers(
-    X: Any, labels: np.ndarray, n_clusters: int, network: nn.Module
-) -> np.ndarray:
-    """Per-cluster means in input space, block by block; an empty cluster gets
-    its probability-weighted mean (one more pass, only then), or the mean of
-    all samples when no sample gives it any probability."""
-    sums = np.zeros((n_clusters, int(np.prod(X.shape[1:]))))
-    sizes = np.zeros(n_clusters, dtype=np.int64)
-    for start, block in _flat_blocks(X):
-        block_sums, block_sizes = cluster_sums(block, labels[start : start + len(block)], n_clusters)
-        sums += block_sums
-        sizes += block_sizes
-    centers = sums / np.maximum(sizes, 1)[:, None]
-    empty = np.flatnonzero(sizes == 0)
-    if empty.size:
-        soft = np.zeros((empty.size, sums.shape[1]))
-        weight = np.zeros(empty.size)
-        columns = torch.as_tensor(empty)
-        # Block by block: the probabilities of the empty clusters of all X at
-        # once would be (N, n_empty).
-        blocks = output_blocks(network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns])
-        for proba, (_, block) in zip(blocks, _flat_blocks(X)):
-            proba = proba.astype(np.float64)
-            soft += proba.T @ block
-            weight += proba.sum(axis=0)
-        mean = sums.sum(axis=0) / max(sizes.sum(), 1)
-        centers[empty] = np.where(
-            weight[:, None] > 0, soft / np.maximum(weight, 1e-300)[:, None], mean
-        )
-    return centers
-
-
-def _flat_blocks(X: Any):
-    """``(start, rows)`` of X as float64 rows (images flattened, in [0, 1]), in
-    the blocks of :func:`~skcdc._inference.map_blocks`."""
-    start = 0
-    for block in input_blocks(X):
-        yield start, flat(block).astype(np.float64, copy=False)
-        start += len(block)
