@@ -81,12 +81,6 @@ class NeighbourViews:
         """The two views of the samples ``index`` (a batch of row indices)."""
         return self._rows(index), self._rows(_random_neighbours(self.neighbors, index, generator))
 
-    def epoch(self, batches: Iterable, generator: torch.Generator | None) -> Iterator:
-        """``(index, view_a, view_b)`` for each batch of row numbers of an epoch."""
-        for batch in batches:
-            index = torch.as_tensor(batch, device=self.device)
-            yield (index, *self(index, generator))
-
     def _rows(self, index: torch.Tensor) -> torch.Tensor:
         if isinstance(self.data, torch.Tensor):
             return self.data[index]
