@@ -161,7 +161,7 @@ def hnsw_indices(
     ``ImportError`` naming the extra to install when faiss is missing.
     """
     faiss = _faiss()
-    n, d = n_rows(data), _width(data)
+    n, d = n_rows(data), int(data.shape[1])
     # Vectors kept in 8 bits a coordinate: a quarter of a float copy of the
     # data, at a small cost in recall (reported).
     index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, HNSW_M)
@@ -191,10 +191,6 @@ def _faiss():
             "The approximate neighbour search needs faiss: pip install \"skcdc[faiss]\"."
         ) from exc
     return faiss
-
-
-def _width(data: Any) -> int:
-    return int(data.shape[1])
 
 
 def _faiss_block(data: Any, start: int | np.ndarray, stop: int | None, metric: str) -> np.ndarray:

@@ -143,7 +143,7 @@ def read_block(data: Any, start: int | np.ndarray, stop: int | None, device: tor
 
 def read_rows(data: Any, index: torch.Tensor, device: torch.device) -> torch.Tensor:
     """The rows ``index`` (a tensor of row numbers) of a streamed input, on ``device``."""
-    tensor = torch.from_numpy(_float32(data[index.cpu().numpy()]))
+    rows = read_block(data, index.cpu().numpy(), None, torch.device("cpu"))
     if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
+        rows = rows.pin_memory()
+    return rows.to(device, non_blocking=True)
