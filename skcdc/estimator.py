@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 from torch import nn
 
-from . import _validation
+from . import _validation, distributed
 from ._centers import cluster_centers
 from ._diagnostics import warn_collapse, warn_stopped
 from ._inference import (
@@ -333,13 +333,16 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self._validate_params()
         X = self._validate_input(X, reset=True)
         _validation.check_n_clusters(self.n_clusters, X.shape[0])
-        plan = self._plan(X, resolve_device(self.device))
+        device = resolve_device(self.device)
+        world = distributed.join(device)
+        plan = self._plan(X, world.place(device))
         result = train(
             plan,
             X,
             check_random_state(self.random_state),
             checkpoint_dir=self.checkpoint_dir,
             verbose=self.verbose,
+            world=world,
         )
         self._store(result, X, plan)
         warn_stopped(result.stop_reason, self.n_iter_, result.planned_epochs, self.learning_rate)

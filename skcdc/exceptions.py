@@ -7,6 +7,7 @@ __all__ = [
     "CollapseWarning",
     "DivergenceError",
     "IncompatibleFileError",
+    "LostRankError",
     "TrainingStoppedWarning",
 ]
 
@@ -30,3 +31,7 @@ class IncompatibleFileError(ValueError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint folder holds a run of other data or other parameters."""
+
+
+class LostRankError(RuntimeError):
+    """Another process of a distributed fit stopped or could not be reached."""

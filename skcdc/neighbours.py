@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sources import n_rows, read_block
+from .distributed import SINGLE, World
+from .sources import n_rows, read_block, row_range
 
 __all__ = [
     "EXACT_MAX_ROWS",
@@ -59,6 +60,7 @@ def knn_indices(
     *,
     metric: str = "euclidean",
     exclude_self: bool = False,
+    query_offset: int = 0,
     device: torch.device | str | None = None,
     query_block: int = QUERY_BLOCK,
     reference_block: int = REFERENCE_BLOCK,
@@ -79,8 +81,11 @@ def knn_indices(
         How many neighbours to return per query.
     metric : {"euclidean", "cosine"}, default="euclidean"
     exclude_self : bool, default=False
-        If True, ``queries`` must be ``reference`` itself (row ``i`` of one is
-        row ``i`` of the other) and each point is not its own neighbour.
+        If True, ``queries`` must be rows of ``reference`` (row ``i`` of one is
+        row ``query_offset + i`` of the other) and each point is not its own
+        neighbour.
+    query_offset : int, default=0
+        Where the queries start in ``reference``, with ``exclude_self``.
     device : torch.device, default=None
         Where distances are computed; by default the queries' device (the
         CPU for arrays).
@@ -117,7 +122,7 @@ def knn_indices(
             distance = ref_sq[None, :] - 2.0 * block @ ref.T
             if exclude_self:
                 rows = torch.arange(block.shape[0], device=device)
-                columns = rows + q_start - r_start
+                columns = rows + query_offset + q_start - r_start
                 inside = (columns >= 0) & (columns < ref.shape[0])
                 distance[rows[inside], columns[inside]] = float("inf")
             k = min(n_neighbors, distance.shape[1])
@@ -151,11 +156,13 @@ def hnsw_indices(
     n_neighbors: int,
     *,
     metric: str = "euclidean",
+    rows: slice | None = None,
     block_rows: int = 65536,
     progress: Any = None,
 ) -> torch.Tensor:
-    """Approximate neighbours of every row of ``data`` among the others, by
-    faiss' HNSW graph (added and searched a block at a time).
+    """Approximate neighbours of every row of ``data`` (or of the ``rows``
+    of it) among the others, by faiss' HNSW graph (added and searched a block
+    at a time).
 
     Returns a LongTensor (N, n_neighbors) on the CPU, nearest first. Raises
     ``ImportError`` naming the extra to install when faiss is missing.
@@ -173,9 +180,10 @@ def hnsw_indices(
     for start in range(0, n, block_rows):
         index.add(_faiss_block(data, start, start + block_rows, metric))
     index.hnsw.efSearch = max(HNSW_EF_SEARCH, n_neighbors + 1)
+    rows = rows if rows is not None else slice(0, n)
     out = []
-    for start in range(0, n, block_rows):
-        block = _faiss_block(data, start, start + block_rows, metric)
+    for start in range(rows.start, rows.stop, block_rows):
+        block = _faiss_block(data, start, min(start + block_rows, rows.stop), metric)
         _, found = index.search(block, n_neighbors + 1)
         out.append(_drop_self(found, start, n_neighbors))
         if progress is not None:
@@ -239,31 +247,39 @@ def neighbour_search(
     method: str = "auto",
     seed: int = 0,
     verbose: int = 0,
+    world: World = SINGLE,
 ) -> tuple[torch.Tensor, NeighbourSearch]:
     """The ``n_neighbors`` nearest neighbours of every row of ``data`` among
     the others, and a report of the search.
 
     ``method="auto"``: exact on a GPU and up to :data:`EXACT_MAX_ROWS` rows on
     a CPU; above, HNSW when faiss is installed (else exact, with a warning
-    that says how long it may take and what to install).
+    that says how long it may take and what to install). With several
+    processes (``world``) each answers the queries of its own block of rows
+    and all of them get every answer.
     """
     n = n_rows(data)
     if method == "auto":
         method = _auto_method(n, device)
-    progress = _progress(n, verbose, method)
+    shard = world.shard(n)
+    progress = _progress(shard.stop - shard.start, verbose and world.is_main, method)
     start = time.perf_counter()
     try:
         if method == "exact":
             neighbors = knn_indices(
-                data, data, n_neighbors, metric=metric, exclude_self=True, device=device,
-                progress=progress,
+                row_range(data, shard), data, n_neighbors, metric=metric, exclude_self=True,
+                query_offset=shard.start, device=device, progress=progress,
             )
         else:
-            neighbors = hnsw_indices(data, n_neighbors, metric=metric, progress=progress)
+            neighbors = hnsw_indices(
+                data, n_neighbors, metric=metric, rows=shard, progress=progress
+            )
     finally:
         if progress is not None:
             progress.close()
-    seconds = time.perf_counter() - start
+    if world.distributed:
+        neighbors = torch.from_numpy(world.gather_rows(neighbors.cpu().numpy()))
+    seconds = world.reduce_max(time.perf_counter() - start)
     recall, sample = 1.0, 0
     if method != "exact":
         recall, sample = _recall(data, neighbors, n_neighbors, metric, device, seed)

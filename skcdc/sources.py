@@ -28,6 +28,7 @@ __all__ = [
     "open_vectors",
     "read_block",
     "read_rows",
+    "row_range",
 ]
 
 
@@ -139,6 +140,36 @@ def read_block(data: Any, start: int | np.ndarray, stop: int | None, device: tor
             key = torch.as_tensor(key, device=data.device)
         return data[key].to(device=device, dtype=torch.float32)
     return torch.from_numpy(_float32(data[key])).to(device)
+
+
+def row_range(data: Any, rows: slice) -> Any:
+    """The block ``rows`` of a tensor or an array-like, without reading it:
+    a view of a tensor or an array (a memmap stays one), and of other
+    array-likes an object that reads its rows when indexed."""
+    if rows == slice(0, n_rows(data)):
+        return data
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        return data[rows]
+    return _RowRange(data, rows.start, rows.stop)
+
+
+class _RowRange:
+    """Rows ``start:stop`` of an array-like, read when indexed."""
+
+    def __init__(self, data: Any, start: int, stop: int) -> None:
+        self.data, self.start = data, start
+        self.shape = (stop - start, *data.shape[1:])
+        self.dtype = data.dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            return self.data[self.start + start : self.start + stop : step]
+        return self.data[np.asarray(key) + self.start]
 
 
 def read_rows(data: Any, index: torch.Tensor, device: torch.device) -> torch.Tensor:

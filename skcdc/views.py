@@ -16,6 +16,7 @@ import torch
 from torchvision.transforms import v2
 
 from .augmentation import RandomSubpixelAffine, batched
+from .distributed import SINGLE, World
 from .images import StreamedImages
 from .neighbours import METRICS, NeighbourSearch, neighbour_search
 from .sources import n_rows, read_rows
@@ -42,6 +43,9 @@ class NeighbourViews:
         The neighbour search (:func:`skcdc.neighbours.neighbour_search`).
     verbose : int, default=0
         Above 0, a progress bar over the search.
+    world : World, default=SINGLE
+        Processes that share the search out: each answers the queries of
+        its block of rows against all rows, and every one gets all answers.
 
     Attributes
     ----------
@@ -60,6 +64,7 @@ class NeighbourViews:
         device: torch.device | None = None,
         method: str = "auto",
         verbose: int = 0,
+        world: World = SINGLE,
     ) -> None:
         self.data = data
         if device is None:
@@ -70,7 +75,7 @@ class NeighbourViews:
         if self.n_neighbors > 0:
             self.neighbors, self.search = neighbour_search(
                 data, self.n_neighbors, metric=metric, device=self.device, method=method,
-                verbose=verbose,
+                verbose=verbose, world=world,
             )
         else:
             self.neighbors = torch.arange(n_rows(data), device=self.device)[:, None]

@@ -1,9 +1,10 @@
 """The training engine: the loop, kept apart from the model and the estimator.
 
-Batches are drawn through a ``torch.utils.data.Sampler`` of sample indices, so
-a ``DistributedSampler`` can take the place of the default ``RandomSampler``
-for multi-GPU training under ``torchrun`` without touching the loop. The views,
-the network and the loss see only the batch they are handed.
+Batches are drawn through a ``torch.utils.data.Sampler`` of sample indices.
+Under ``torchrun`` (:mod:`skcdc.distributed`) every rank draws the same global
+batches, forwards its own share of each and hands the loss the gathered
+outputs of all shares, so that the loss, the network and the views are the
+same code in one process and in many.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, Sampler
 
 from .._plan import epoch_steps
+from ..distributed import SINGLE, World
 from ..exceptions import DivergenceError
 from ..loss import LossOutput
 
@@ -88,6 +90,10 @@ class Engine:
     callbacks : sequence of :class:`~skcdc.training.callbacks.Callback`
         Called around every epoch; their own state is part of
         :meth:`state_dict`, so a resumed run continues as an uninterrupted one.
+    world : World
+        The processes training together (:mod:`skcdc.distributed`):
+        ``batch_size`` is the global batch, of which this process forwards
+        its share; one process by default.
 
     Attributes
     ----------
@@ -118,6 +124,7 @@ class Engine:
         n_clusters: int,
         mixed_precision: bool = False,
         callbacks: Sequence[Any] = (),
+        world: World = SINGLE,
     ) -> None:
         self.network = network
         self.phases = list(phases)
@@ -131,6 +138,7 @@ class Engine:
         self.n_clusters = n_clusters
         self.mixed_precision = mixed_precision
         self.callbacks = list(callbacks)
+        self.world = world
         self.epoch = 0
         self.head_losses: list[float] = []
         self.cluster_counts: torch.Tensor | None = None
@@ -153,7 +161,8 @@ class Engine:
         self.network.train()
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
-        batches = BatchSampler(self.sampler, self.batch_size, drop_last=True)
+        world = self.world
+        batches = map(world.share, BatchSampler(self.sampler, self.batch_size, drop_last=True))
         counts = None
         head_losses = None
         # Summed on the device and read once per epoch: a .item() per batch
@@ -166,14 +175,20 @@ class Engine:
         start = time.perf_counter()
         for index, view_a, view_b in _epoch(views, batches, self.generator, self.device):
             with self._autocast():
-                logits_a, z_a = self.network(view_a)
-                logits_b, z_b = self.network(view_b)
+                outputs = (*self.network(view_a), *self.network(view_b))
+            if world.distributed:
+                # The global batch, the same on every rank (in float32, which
+                # every backend gathers).
+                outputs = tuple(world.gather(t.float()) for t in outputs)
+                index = world.gather(index)
+            logits_a, z_a, logits_b, z_b = outputs
             out = criterion(logits_a, z_a, logits_b, z_b, index=index)
             # A batch that gives the loss nothing to learn from (no confident
             # sample to self-label) makes no step.
             if out.loss.requires_grad:
                 self.optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
+                world.sum_gradients(self.network.parameters())
                 self.optimizer.step()
             # Cluster sizes per head, (H, K), from the argmax that prediction uses.
             batch_counts = _cluster_counts(logits_a.detach(), self.n_clusters)
@@ -250,6 +265,8 @@ class Engine:
         error propagates. CUDA running out of memory is re-raised with the
         batch size named.
         """
+        # The same starting weights everywhere, whatever each rank built.
+        self.world.broadcast_module(self.network)
         last_good = self._snapshot()
         for callback in self.callbacks:
             callback.on_train_begin(self)
@@ -263,6 +280,9 @@ class Engine:
                 self.logs.append(log)
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, log)
+                # A callback may change the weights from what its rank saw
+                # (relocation cuts from its own head inputs): rank 0's stand.
+                self.world.broadcast_module(self.network)
                 # After the callbacks, which may change the weights (relocation),
                 # and before the checkpoint hook, so that an interrupt while a
                 # file is written still finds this epoch kept.

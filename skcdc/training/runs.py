@@ -21,6 +21,7 @@ from torch.utils.data import RandomSampler
 from .. import files
 from .._inference import forward, predict_labels
 from .._plan import Plan
+from ..distributed import SINGLE, World
 from ..exceptions import CheckpointMismatchError
 from ..images import StreamedImages
 from ..loss import SelfLabelLoss
@@ -54,12 +55,13 @@ class Run:
     stop_reason: str | None
 
 
-def make_views(plan: Plan, X: Any, verbose: int = 0) -> Views:
+def make_views(plan: Plan, X: Any, verbose: int = 0, world: World = SINGLE) -> Views:
     """What draws the two views of each sample: augmentations of an image
     (images move to the device once, as uint8, so batches never cross the
-    bus) or a nearest neighbour of a vector (one search serves every run).
-    Vectors in memory move to the device once; streamed ones
-    (:mod:`skcdc.sources`) are read a batch at a time."""
+    bus) or a nearest neighbour of a vector (one search serves every run; its
+    queries are shared out among the ranks of ``world``). Vectors in memory
+    move to the device once; streamed ones (:mod:`skcdc.sources`) are read a
+    batch at a time."""
     if plan.images:
         images = X if isinstance(X, StreamedImages) else X.to(plan.device)
         return AugmentedViews(images, plan.augmentation, plan.device)
@@ -69,7 +71,8 @@ def make_views(plan: Plan, X: Any, verbose: int = 0) -> Views:
         # A contiguous copy: torch cannot hold numpy's negative strides (X[::-1]).
         data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=plan.device)
     return NeighbourViews(
-        data, plan.n_neighbors, metric=plan.metric, device=plan.device, verbose=verbose
+        data, plan.n_neighbors, metric=plan.metric, device=plan.device, verbose=verbose,
+        world=world,
     )
 
 
@@ -108,13 +111,15 @@ def train_run(
     *,
     checkpoint: tuple[str | os.PathLike, dict] | None = None,
     verbose: int = 0,
+    world: World = SINGLE,
 ) -> Run:
     """Train one run from ``seed`` to the end (or until training stops), its
     network starting with a copy of ``normalizer`` (:func:`input_normalizer`).
 
     ``checkpoint`` is ``(path, identity)``: the run resumes from the file when
     it holds a run of the same identity, refuses one of another, and saves
-    there after every epoch.
+    there after every epoch (rank 0 writes it). Every rank of ``world`` ends
+    with the same network and labels.
     """
     device = plan.device
     # A fork of torch's global generators: training draws from its own seed
@@ -124,9 +129,13 @@ def train_run(
         network = build_network(plan, normalizer, tuple(X.shape[1:])).to(device)
         if device.type == "cuda" and plan.images:
             network = network.to(memory_format=torch.channels_last)
-        engine = _engine(plan, network, views, len(X), seed, verbose)
+        if world.distributed:
+            # The same weights on every rank, but each rank its own draws of
+            # augmentations (image mode's global generator).
+            torch.manual_seed(seed + 7919 * (world.rank + 1))
+        engine = _engine(plan, network, views, len(X), seed, verbose, world)
         if checkpoint is not None:
-            _attach_checkpoint(engine, *checkpoint)
+            _attach_checkpoint(engine, *checkpoint, write=world.is_main)
         engine.fit()
     best_head = int(np.argmin(engine.head_losses))
     network.append(SelectHead(best_head))
@@ -135,7 +144,7 @@ def train_run(
         logits, z = forward(network, X)
         labels = logits.argmax(axis=1).astype(np.int32)
     else:
-        labels = predict_labels(network, X)
+        labels = _shared_labels(network, X, world)
     return Run(
         network=network,
         best_head=best_head,
@@ -146,6 +155,14 @@ def train_run(
         score=run_score(plan, labels, z, views),
         stop_reason=engine.stop_reason,
     )
+
+
+def _shared_labels(network: nn.Module, X: Any, world: World) -> np.ndarray:
+    """The labels of X, each rank predicting its block of rows where X can
+    be cut in blocks of rows (arrays, memmaps, tensors), then gathered."""
+    if not world.distributed or not isinstance(X, (np.ndarray, torch.Tensor)):
+        return predict_labels(network, X)
+    return world.gather_rows(predict_labels(network, X[world.shard(len(X))]))
 
 
 def run_score(plan: Plan, labels: np.ndarray, z: np.ndarray | None, views: Views) -> float:
@@ -160,7 +177,13 @@ def run_score(plan: Plan, labels: np.ndarray, z: np.ndarray | None, views: Views
 
 
 def _engine(
-    plan: Plan, network: nn.Module, views: Views, n_samples: int, seed: int, verbose: int
+    plan: Plan,
+    network: nn.Module,
+    views: Views,
+    n_samples: int,
+    seed: int,
+    verbose: int,
+    world: World,
 ) -> Engine:
     # foreach: one kernel per operation over all parameters, where torch's CPU
     # default loops over them in Python, a tenth of a small network's step.
@@ -168,20 +191,23 @@ def _engine(
         network.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay, foreach=True
     )
     callbacks: list = [EmptyClusterRelocation()]
-    if verbose:
+    if verbose and world.is_main:
         callbacks.append(ProgressBar(desc="CDCClustering"))
     return Engine(
         network,
         _phases(plan, views),
         views,
         optimizer,
+        # One permutation, the same on every rank: the global batches.
         sampler=RandomSampler(range(n_samples), generator=torch.Generator().manual_seed(seed)),
         batch_size=plan.batch_size,
         device=plan.device,
-        generator=torch.Generator(device=plan.device).manual_seed(seed + 1),
+        # Each rank its own draws of neighbours for its share.
+        generator=torch.Generator(device=plan.device).manual_seed(seed + 1 + 7919 * world.rank),
         n_clusters=plan.n_clusters,
         mixed_precision=plan.mixed_precision,
         callbacks=callbacks,
+        world=world,
     )
 
 
@@ -203,9 +229,11 @@ def _phases(plan: Plan, views: Views) -> list[Phase]:
     return phases
 
 
-def _attach_checkpoint(engine: Engine, path: str | os.PathLike, identity: dict) -> None:
+def _attach_checkpoint(
+    engine: Engine, path: str | os.PathLike, identity: dict, write: bool = True
+) -> None:
     """Resume ``engine`` from ``path`` when it holds this run, and have it
-    save there as it trains."""
+    save there as it trains when ``write``."""
     if os.path.exists(path):
         payload = files.load(path, kind="checkpoint")
         if payload.get("run") != identity:
@@ -214,4 +242,5 @@ def _attach_checkpoint(engine: Engine, path: str | os.PathLike, identity: dict) 
                 "checkpoint_dir at an empty folder, or delete the file to start afresh."
             )
         engine.load_state_dict(payload["state"])
-    engine.callbacks.append(Checkpoint(path, metadata={"run": identity}))
+    if write:
+        engine.callbacks.append(Checkpoint(path, metadata={"run": identity}))

@@ -23,6 +23,7 @@ from torch import nn
 
 from .._inference import map_blocks, module_device, output_blocks, softmax
 from .._plan import LARGE_DATA, Plan
+from ..distributed import SINGLE, World
 from ..neighbours import NeighbourSearch
 from ..networks import BackboneFeatures
 from ..scoring import neighbour_agreement
@@ -64,11 +65,14 @@ def train(
     *,
     checkpoint_dir: str | os.PathLike | None = None,
     verbose: int = 0,
+    world: World = SINGLE,
 ) -> Result:
-    """Train ``plan`` on validated X (a float table or a uint8/float image tensor)."""
-    views = make_views(plan, X, verbose)
+    """Train ``plan`` on validated X (a float table or a uint8/float image
+    tensor), in this process or, data-parallel, in every process of ``world``
+    (each rank calls it alike and gets the same result)."""
+    views = make_views(plan, X, verbose, world)
     seeds = [_draw_seed(random_state) for _ in range(plan.n_init)]
-    runs, stop_reason = _train_runs(plan, X, views, seeds, checkpoint_dir, verbose)
+    runs, stop_reason = _train_runs(plan, X, views, seeds, checkpoint_dir, verbose, world)
     result = Result(
         run=max(runs, key=lambda run: run.score),
         run_scores=[run.score for run in runs],
@@ -80,7 +84,9 @@ def train(
         result = _consensus_or_best(result, runs, views, _draw_seed(random_state))
     if plan.refinement is not None and stop_reason is None:
         subfolder = None if checkpoint_dir is None else Path(checkpoint_dir) / "refine"
-        result = _refine(plan.refinement, result, X, _draw_seed(random_state), subfolder, verbose)
+        result = _refine(
+            plan.refinement, result, X, _draw_seed(random_state), subfolder, verbose, world
+        )
     return result
 
 
@@ -95,6 +101,7 @@ def _train_runs(
     seeds: list[int],
     checkpoint_dir: str | os.PathLike | None,
     verbose: int,
+    world: World,
 ) -> tuple[list[Run], str | None]:
     """Train one run per seed, stopping at the first run that stops early."""
     normalizer = input_normalizer(plan, X)
@@ -117,7 +124,8 @@ def _train_runs(
             checkpoint = (Path(checkpoint_dir) / f"run-{index}.pt", identity)
         try:
             run = train_run(
-                plan, X, views, normalizer, seed, checkpoint=checkpoint, verbose=verbose
+                plan, X, views, normalizer, seed, checkpoint=checkpoint, verbose=verbose,
+                world=world,
             )
         except KeyboardInterrupt:
             # Interrupted before this run finished an epoch: keep the earlier runs.
@@ -193,6 +201,7 @@ def _refine(
     seed: int,
     checkpoint_dir: Path | None,
     verbose: int,
+    world: World,
 ) -> Result:
     """SCAN's clustering step with CDC's loss: freeze the backbone the
     end-to-end stage trained and cluster its features of the training images
@@ -207,7 +216,7 @@ def _refine(
         try:
             stage = train(
                 plan, features, np.random.RandomState(seed), checkpoint_dir=checkpoint_dir,
-                verbose=verbose,
+                verbose=verbose, world=world,
             )
         except KeyboardInterrupt:
             # Interrupted before the refinement finished an epoch: the first stage stands.
