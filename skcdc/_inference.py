@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import SINGLE, World
 from .images import StreamedImages, image_blocks
 from .views import to_float_images
 
@@ -36,9 +37,13 @@ def forward(network: nn.Module, X: np.ndarray | torch.Tensor) -> tuple[np.ndarra
     return np.concatenate([l for l, _ in outputs]), np.concatenate([z for _, z in outputs])
 
 
-def predict_labels(network: nn.Module, X: Any) -> np.ndarray:
+def predict_labels(network: nn.Module, X: Any, world: World = SINGLE) -> np.ndarray:
     """The argmax of the logits of validated X as int32, taken block by block
-    on the device, so that no (N, K) array is ever made."""
+    on the device, so that no (N, K) array is ever made. With several
+    processes (``world``), each labels its block of rows where X can be cut
+    in blocks of rows (arrays, memmaps, tensors), and all get every label."""
+    if world.distributed and isinstance(X, (np.ndarray, torch.Tensor)):
+        return world.gather_rows(predict_labels(network, X[world.shard(len(X))]))
     labels = map_blocks(network, X, reduce=lambda out: out[0].argmax(dim=1).int())
     return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32)
 

@@ -23,10 +23,12 @@ EPILOG = """examples:
   skcdc predict model.skcdc new_embeddings.parquet --out new_labels.csv
   skcdc evaluate labels.csv truth.csv
   skcdc demo --seeds 0 1 2
+  torchrun --nproc-per-node 4 -m skcdc fit embeddings.npy --n-clusters 1000 --out labels.csv
 
 Input files: .npy, .npz (--key names the array when there are several), .csv
 (with a header row; its column names must match at predict) and .parquet
 (needs pyarrow). A 3-D or 4-D .npy/.npz array is a stack of images (image mode).
+Under torchrun every process trains its share and one process writes the files.
 """
 
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
@@ -85,6 +87,11 @@ def read_table(path: str | Path, key: str | None = None) -> Any:
 def _write_labels(labels, out: str | None) -> None:
     import pandas as pd
 
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        # Under torchrun every process holds the labels; one writes them.
+        return
     frame = pd.DataFrame({"label": labels})
     if out is None:
         frame.to_csv(sys.stdout, index=False)
@@ -95,6 +102,7 @@ def _write_labels(labels, out: str | None) -> None:
 
 def _fit(args: argparse.Namespace) -> int:
     from . import CDCClustering
+    from .distributed import is_main_process
     from .persistence import save_model
 
     X = read_table(args.embeddings, args.key)
@@ -109,7 +117,8 @@ def _fit(args: argparse.Namespace) -> int:
     _write_labels(model.labels_, args.out)
     if args.save:
         save_model(model, args.save)
-        print(f"saved the model to {args.save}", file=sys.stderr)
+        if is_main_process():
+            print(f"saved the model to {args.save}", file=sys.stderr)
     return 0
 
 

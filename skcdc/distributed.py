@@ -47,7 +47,15 @@ import torch.distributed as dist
 
 from .exceptions import LostRankError
 
-__all__ = ["SINGLE", "TIMEOUT", "World", "current_world", "join", "launched"]
+__all__ = [
+    "SINGLE",
+    "TIMEOUT",
+    "World",
+    "current_world",
+    "is_main_process",
+    "join",
+    "launched",
+]
 
 # How long a collective waits for a rank before it fails: a rank that died
 # or hangs ends the others' fit with an error instead of a hang.
@@ -145,6 +153,20 @@ class World:
         parts = _all_gather(padded, self.size).reshape(self.size, longest, *local.shape[1:])
         return torch.cat([parts[r, : int(n)] for r, n in enumerate(lengths)]).cpu().numpy()
 
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of every rank's ``tensor`` (same shape), on every rank."""
+        if not self.distributed:
+            return tensor
+        total = tensor.detach().to(self.device, copy=True)
+        _all_reduce(total)
+        return total.to(tensor.device)
+
+    def barrier(self) -> None:
+        """Wait until every rank is here (a one-value all-reduce, which every
+        backend runs on its own device)."""
+        if self.distributed:
+            _all_reduce(torch.zeros(1, device=self.device))
+
     def reduce_max(self, value: float) -> float:
         """The largest of every rank's ``value``."""
         if not self.distributed:
@@ -239,6 +261,14 @@ def current_world() -> World:
         local_rank=local_rank,
         device=torch.device("cuda", local_rank) if nccl else torch.device("cpu"),
     )
+
+
+def is_main_process() -> bool:
+    """Whether this process writes files: rank 0 of the process group, or of
+    the launch before a group is made, or a process on its own."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def join(device: torch.device) -> World:

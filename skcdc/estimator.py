@@ -331,10 +331,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        device = resolve_device(self.device)
+        # Under torchrun: join the process group first, so that every rank
+        # checks its share of streamed input.
+        world = distributed.join(device)
         X = self._validate_input(X, reset=True)
         _validation.check_n_clusters(self.n_clusters, X.shape[0])
-        device = resolve_device(self.device)
-        world = distributed.join(device)
         plan = self._plan(X, world.place(device))
         result = train(
             plan,
@@ -411,7 +413,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 f"This CDCClustering was fitted on images of shape {self.image_shape_} "
                 "(C, H, W); pass images, not a 2-D table."
             )
-        X = load_images(X, layout=self.image_layout, num_workers=self.num_workers)
+        X = load_images(
+            X, layout=self.image_layout, num_workers=self.num_workers,
+            world=distributed.current_world(),
+        )
         if reset:
             for attribute in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attribute, None)
@@ -440,9 +445,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            int32. In a process group (under ``torchrun``), every process
+            labels its block of rows and all of them get every label.
         """
         check_is_fitted(self)
-        return predict_labels(self.network_, self._validate_input(X, reset=False))
+        X = self._validate_input(X, reset=False)
+        # Under torchrun, every rank labels its block of rows.
+        return predict_labels(self.network_, X, distributed.current_world())
 
     def fit_predict(self, X: Any, y: None = None) -> np.ndarray:
         """Fit on X and return the training labels (``labels_``)."""

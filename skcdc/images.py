@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from .distributed import SINGLE, World
 from .sources import is_npy_path, is_vector_dataset
 
 __all__ = ["IMAGE_LAYOUTS", "StreamedImages", "image_blocks", "is_image_input", "load_images"]
@@ -44,7 +45,9 @@ def is_image_input(X: Any) -> bool:
     return ndim in (3, 4)
 
 
-def load_images(X: Any, *, layout: str = "auto", num_workers: int = 0) -> Any:
+def load_images(
+    X: Any, *, layout: str = "auto", num_workers: int = 0, world: World = SINGLE
+) -> Any:
     """Any accepted image input as a (N, C, H, W) uint8 or float32 tensor, or,
     for a dataset or a folder, as :class:`StreamedImages`.
 
@@ -57,6 +60,8 @@ def load_images(X: Any, *, layout: str = "auto", num_workers: int = 0) -> Any:
         the shape and refuses ambiguous shapes such as (N, 3, 32, 3).
     num_workers : int, default=0
         DataLoader workers that decode a dataset or a folder.
+    world : World, default=SINGLE
+        Processes that share the checking pass of a dataset or a folder.
 
     Returns
     -------
@@ -65,7 +70,7 @@ def load_images(X: Any, *, layout: str = "auto", num_workers: int = 0) -> Any:
     if isinstance(X, (str, os.PathLike)):
         X = _image_folder(Path(X))
     if isinstance(X, Dataset):
-        return StreamedImages(X, num_workers)
+        return StreamedImages(X, num_workers, world)
     images = _array_to_nchw(X, layout)
     _check_images(images)
     return images
@@ -89,9 +94,12 @@ class StreamedImages:
         ``(image, label)`` pairs, as :func:`load_images` takes them.
     num_workers : int, default=0
         DataLoader workers that decode.
+    world : World, default=SINGLE
+        Processes of a distributed fit: each decodes its block of the images
+        in the opening pass, and the channel sums are added up over them.
     """
 
-    def __init__(self, dataset: Dataset, num_workers: int = 0) -> None:
+    def __init__(self, dataset: Dataset, num_workers: int = 0, world: World = SINGLE) -> None:
         try:
             n_items = len(dataset)
         except TypeError as exc:
@@ -108,7 +116,7 @@ class StreamedImages:
         self.dtype = first.dtype
         self.ndim = 4
         self.device = torch.device("cpu")
-        self._scan()
+        self._scan(world)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -137,10 +145,11 @@ class StreamedImages:
             generator=torch.Generator().manual_seed(0),
         )
 
-    def blocks(self, block: int) -> Any:
-        """Consecutive blocks of ``block`` images, in order."""
-        starts = range(0, len(self), block)
-        loader = self.load([list(range(s, min(s + block, len(self)))) for s in starts])
+    def blocks(self, block: int, rows: slice | None = None) -> Any:
+        """Consecutive blocks of ``block`` images (of the ``rows``), in order."""
+        start, stop, _ = (rows or slice(None)).indices(len(self))
+        starts = range(start, stop, block)
+        loader = self.load([list(range(s, min(s + block, stop))) for s in starts])
         return (images for _, images in loader)
 
     def _collate_pairs(self, pairs: list[tuple[int, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,16 +172,17 @@ class StreamedImages:
         stacked = torch.stack(images)
         return stacked if stacked.dtype == torch.uint8 else stacked.float()
 
-    def _scan(self) -> None:
-        """Decode every image once: check it, and sum its channels."""
-        total = torch.zeros(self.shape[1], dtype=torch.float64)
-        squares = torch.zeros_like(total)
+    def _scan(self, world: World) -> None:
+        """Decode every image once (each rank its block): check it, and sum
+        its channels."""
+        sums = torch.zeros(2, self.shape[1], dtype=torch.float64)
         _check_count(len(self), self.shape[1:])
-        for block in self.blocks(_SCAN_BLOCK):
+        for block in self.blocks(_SCAN_BLOCK, world.shard(len(self))):
             _check_pixels(block)
             block = block.double() / (255 if block.dtype == torch.uint8 else 1)
-            total += block.sum(dim=(0, 2, 3))
-            squares += block.pow(2).sum(dim=(0, 2, 3))
+            sums[0] += block.sum(dim=(0, 2, 3))
+            sums[1] += block.pow(2).sum(dim=(0, 2, 3))
+        total, squares = world.all_sum(sums)
         #: Per-channel sums of the pixels (in [0, 1]) and of their squares.
         self.channel_sums = (total, squares)
 

@@ -61,16 +61,20 @@ class InputScaler(nn.Module):
         return cls(mean, scale)
 
     @classmethod
-    def from_blocks(cls, blocks) -> InputScaler:
+    def from_blocks(cls, blocks, n_features: int, add_up=None) -> InputScaler:
         """Fit the scaler on an iterable of (n, D) float arrays or tensors, in
-        one pass with float64 sums, for input that is never held whole."""
-        total = squares = None
-        count = 0
+        one pass with float64 sums, for input that is never held whole.
+        ``add_up`` adds the sums of several processes that each read a part
+        of the rows (:meth:`skcdc.distributed.World.all_sum`)."""
+        sums = torch.zeros(2 * n_features + 1, dtype=torch.float64)
         for block in blocks:
             block = torch.as_tensor(block, dtype=torch.float64)
-            total = block.sum(0) if total is None else total + block.sum(0)
-            squares = (block * block).sum(0) if squares is None else squares + (block * block).sum(0)
-            count += block.shape[0]
+            sums[:n_features] += block.sum(0)
+            sums[n_features:-1] += (block * block).sum(0)
+            sums[-1] += block.shape[0]
+        if add_up is not None:
+            sums = add_up(sums)
+        total, squares, count = sums[:n_features], sums[n_features:-1], sums[-1].item()
         mean = total / count
         variance = (squares - count * mean * mean).sum() / (count * mean.numel())
         scale = variance.clamp_min(0).sqrt().clamp_min(1e-12)

@@ -20,6 +20,7 @@ from torch import nn
 
 from . import files
 from ._plan import make_plan
+from .distributed import current_world
 from .estimator import CDCClustering
 from .neighbours import NeighbourSearch
 from .networks import SelectHead
@@ -53,6 +54,9 @@ def save_model(model: CDCClustering, path: str | os.PathLike) -> None:
     Models with a user-supplied ``network`` class, a ``backbone`` class or an
     ``augmentation`` callable are refused: a class cannot be stored without
     code; pickle those instead (and load only files you trust).
+
+    In a process group (under ``torchrun``) every process may call it alike:
+    rank 0 writes the file and the others wait until it is written.
 
     Raises
     ------
@@ -91,6 +95,15 @@ def save_model(model: CDCClustering, path: str | os.PathLike) -> None:
         values["n_features_in_"] = model.n_features_in_
     if hasattr(model, "feature_names_in_"):
         values["feature_names_in_"] = [str(n) for n in model.feature_names_in_]
+    # Under torchrun every rank calls this; rank 0 writes, the others wait
+    # for the file, so that a load that follows finds it.
+    world = current_world()
+    if world.is_main:
+        _write(model, params, values, path)
+    world.barrier()
+
+
+def _write(model: CDCClustering, params: dict, values: dict, path: str | os.PathLike) -> None:
     files.save(
         {
             "params": params,

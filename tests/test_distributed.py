@@ -21,6 +21,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from skcdc import CDCClustering
 from skcdc.distributed import SINGLE, World
+from skcdc.persistence import load_model
 
 SCRIPT = Path(__file__).with_name("torchrun_script.py")
 sys.path.insert(0, str(SCRIPT.parent))
@@ -158,3 +159,23 @@ def test_one_process_world_is_the_identity():
     rows = np.arange(6).reshape(3, 2)
     assert SINGLE.gather_rows(rows) is rows
     assert not SINGLE.distributed and SINGLE.is_main
+
+
+def test_cli_fit_under_torchrun_writes_once(tmp_path):
+    X, y = torchrun_script.blobs()
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    labels, model = tmp_path / "labels.csv", tmp_path / "model.skcdc"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+        "-m", "skcdc", "fit", str(tmp_path / "X.npy"), "--n-clusters", "5", "--epochs", "10",
+        "--random-state", "0", "--out", str(labels), "--save", str(model), "--quiet",
+    ]
+    result = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=_env()
+    )
+    _check(result)
+    assert result.stderr.count(f"wrote {len(X)} labels") == 1
+    assert result.stderr.count("saved the model") == 1
+    written = np.loadtxt(labels, skiprows=1, dtype=int)
+    assert adjusted_rand_score(y, written) > 0.9
+    np.testing.assert_array_equal(load_model(model).predict(X.astype(np.float32)), written)

@@ -27,7 +27,7 @@ from ..images import StreamedImages
 from ..loss import SelfLabelLoss
 from ..networks import ChannelNormalizer, InputScaler, SelectHead
 from ..scoring import neighbour_agreement, neighbour_graph
-from ..sources import is_streamed, iter_blocks
+from ..sources import is_streamed, iter_blocks, row_range
 from ..views import AugmentedViews, NeighbourViews
 from .callbacks import Checkpoint, ProgressBar
 from .engine import Engine, Phase
@@ -76,14 +76,15 @@ def make_views(plan: Plan, X: Any, verbose: int = 0, world: World = SINGLE) -> V
     )
 
 
-def input_normalizer(plan: Plan, X: Any) -> nn.Module:
+def input_normalizer(plan: Plan, X: Any, world: World = SINGLE) -> nn.Module:
     """Input scaling fitted on X, once per stage and shared by its runs:
     per-channel standardisation of images, centring and one global scale of
-    vectors."""
+    vectors (each rank of ``world`` reading its block of streamed rows)."""
     if plan.images:
         return ChannelNormalizer.from_images(X)
     if is_streamed(X):
-        return InputScaler.from_blocks(iter_blocks(X))
+        rows = row_range(X, world.shard(len(X)))
+        return InputScaler.from_blocks(iter_blocks(rows), X.shape[1], add_up=world.all_sum)
     return InputScaler.from_data(torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32))
 
 
@@ -144,7 +145,7 @@ def train_run(
         logits, z = forward(network, X)
         labels = logits.argmax(axis=1).astype(np.int32)
     else:
-        labels = _shared_labels(network, X, world)
+        labels = predict_labels(network, X, world)
     return Run(
         network=network,
         best_head=best_head,
@@ -155,14 +156,6 @@ def train_run(
         score=run_score(plan, labels, z, views),
         stop_reason=engine.stop_reason,
     )
-
-
-def _shared_labels(network: nn.Module, X: Any, world: World) -> np.ndarray:
-    """The labels of X, each rank predicting its block of rows where X can
-    be cut in blocks of rows (arrays, memmaps, tensors), then gathered."""
-    if not world.distributed or not isinstance(X, (np.ndarray, torch.Tensor)):
-        return predict_labels(network, X)
-    return world.gather_rows(predict_labels(network, X[world.shard(len(X))]))
 
 
 def run_score(plan: Plan, labels: np.ndarray, z: np.ndarray | None, views: Views) -> float:

@@ -104,7 +104,7 @@ def _train_runs(
     world: World,
 ) -> tuple[list[Run], str | None]:
     """Train one run per seed, stopping at the first run that stops early."""
-    normalizer = input_normalizer(plan, X)
+    normalizer = input_normalizer(plan, X, world)
     # What identifies a run in a checkpoint: the data, the seed and the plan.
     data_hash = None
     if checkpoint_dir is not None:
