@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ._inference import flat, input_blocks, output_blocks
+from .distributed import SINGLE, World
 
 __all__ = ["cluster_centers", "cluster_sums"]
 
@@ -27,17 +28,20 @@ def cluster_sums(X: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np
 
 
 def cluster_centers(
-    X: Any, labels: np.ndarray, n_clusters: int, network: nn.Module
+    X: Any, labels: np.ndarray, n_clusters: int, network: nn.Module, world: World = SINGLE
 ) -> np.ndarray:
     """Per-cluster means in input space, block by block; an empty cluster gets
     its probability-weighted mean (one more pass, only then), or the mean of
-    all samples when no sample gives it any probability."""
+    all samples when no sample gives it any probability. Each process of
+    ``world`` reads its block of rows; the sums are added up over them."""
+    rows = world.shard(len(X))
     sums = np.zeros((n_clusters, int(np.prod(X.shape[1:]))))
-    sizes = np.zeros(n_clusters, dtype=np.int64)
-    for start, block in _flat_blocks(X):
+    sizes = np.zeros(n_clusters)
+    for start, block in _flat_blocks(X, rows):
         block_sums, block_sizes = cluster_sums(block, labels[start : start + len(block)], n_clusters)
         sums += block_sums
         sizes += block_sizes
+    sums, sizes = _added_up(world, sums, sizes)
     centers = sums / np.maximum(sizes, 1)[:, None]
     empty = np.flatnonzero(sizes == 0)
     if empty.size:
@@ -46,11 +50,14 @@ def cluster_centers(
         columns = torch.as_tensor(empty)
         # Block by block: the probabilities of the empty clusters of all X at
         # once would be (N, n_empty).
-        blocks = output_blocks(network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns])
-        for proba, (_, block) in zip(blocks, _flat_blocks(X)):
+        blocks = output_blocks(
+            network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns], rows=rows
+        )
+        for proba, (_, block) in zip(blocks, _flat_blocks(X, rows)):
             proba = proba.astype(np.float64)
             soft += proba.T @ block
             weight += proba.sum(axis=0)
+        soft, weight = _added_up(world, soft, weight)
         mean = sums.sum(axis=0) / max(sizes.sum(), 1)
         centers[empty] = np.where(
             weight[:, None] > 0, soft / np.maximum(weight, 1e-300)[:, None], mean
@@ -58,10 +65,15 @@ def cluster_centers(
     return centers
 
 
-def _flat_blocks(X: Any):
-    """``(start, rows)`` of X as float64 rows (images flattened, in [0, 1]), in
-    the blocks of :func:`~skcdc._inference.map_blocks`."""
-    start = 0
-    for block in input_blocks(X):
+def _added_up(world: World, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each float64 array summed over the processes of ``world``."""
+    return tuple(world.all_sum(torch.from_numpy(a)).numpy() for a in arrays)
+
+
+def _flat_blocks(X: Any, rows: slice):
+    """``(start, rows)`` of the ``rows`` of X as float64 rows (images
+    flattened, in [0, 1]), in the blocks of :func:`~skcdc._inference.map_blocks`."""
+    start = rows.start
+    for block in input_blocks(X, rows):
         yield start, flat(block).astype(np.float64, copy=False)
         start += len(block)

@@ -31,21 +31,27 @@ BLOCK_ROWS = 4096
 BLOCK_IMAGES = 512
 
 
-def forward(network: nn.Module, X: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and instance vectors of validated X (a table or images)."""
-    outputs = map_blocks(network, X)
-    return np.concatenate([l for l, _ in outputs]), np.concatenate([z for _, z in outputs])
+def forward(
+    network: nn.Module, X: np.ndarray | torch.Tensor, world: World = SINGLE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and instance vectors of validated X (a table or images); with
+    several processes (``world``), each computes those of its block of rows
+    and all get every row's."""
+    outputs = list(output_blocks(network, X, rows=world.shard(len(X))))
+    logits = np.concatenate([l for l, _ in outputs])
+    z = np.concatenate([z for _, z in outputs])
+    return world.gather_rows(logits), world.gather_rows(z)
 
 
 def predict_labels(network: nn.Module, X: Any, world: World = SINGLE) -> np.ndarray:
     """The argmax of the logits of validated X as int32, taken block by block
     on the device, so that no (N, K) array is ever made. With several
-    processes (``world``), each labels its block of rows where X can be cut
-    in blocks of rows (arrays, memmaps, tensors), and all get every label."""
-    if world.distributed and isinstance(X, (np.ndarray, torch.Tensor)):
-        return world.gather_rows(predict_labels(network, X[world.shard(len(X))]))
-    labels = map_blocks(network, X, reduce=lambda out: out[0].argmax(dim=1).int())
-    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32)
+    processes (``world``), each labels its block of rows and all get every
+    label."""
+    rows = world.shard(len(X))
+    labels = list(output_blocks(network, X, lambda out: out[0].argmax(dim=1).int(), rows))
+    labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32)
+    return world.gather_rows(labels)
 
 
 def map_blocks(module: nn.Module, X: Any, reduce: Any = None) -> list[Any]:
@@ -55,12 +61,15 @@ def map_blocks(module: nn.Module, X: Any, reduce: Any = None) -> list[Any]:
     return list(output_blocks(module, X, reduce))
 
 
-def output_blocks(module: nn.Module, X: Any, reduce: Any = None) -> Iterator[Any]:
-    """:func:`map_blocks`, one block at a time."""
+def output_blocks(
+    module: nn.Module, X: Any, reduce: Any = None, rows: slice | None = None
+) -> Iterator[Any]:
+    """:func:`map_blocks`, one block at a time (of the ``rows`` of X only,
+    when given)."""
     device = module_device(module)
     module.eval()
     with torch.inference_mode():
-        for block in input_blocks(X):
+        for block in input_blocks(X, rows):
             if is_images(X):
                 block = to_float_images(block.to(device))
             else:
@@ -80,12 +89,14 @@ def is_images(X: Any) -> bool:
     return isinstance(X, (torch.Tensor, StreamedImages))
 
 
-def input_blocks(X: Any) -> Any:
-    """Consecutive blocks of validated input: images (decoded by the loader
-    when streamed) or rows, in the block sizes of prediction."""
+def input_blocks(X: Any, rows: slice | None = None) -> Any:
+    """Consecutive blocks of validated input (of its ``rows`` only, when
+    given): images (decoded by the loader when streamed) or rows, in the
+    block sizes of prediction."""
+    start, stop, _ = (rows or slice(None)).indices(X.shape[0])
     if is_images(X):
-        return image_blocks(X, BLOCK_IMAGES)
-    return (X[start : start + BLOCK_ROWS] for start in range(0, X.shape[0], BLOCK_ROWS))
+        return image_blocks(X, BLOCK_IMAGES, slice(start, stop))
+    return (X[i : min(i + BLOCK_ROWS, stop)] for i in range(start, stop, BLOCK_ROWS))
 
 
 def module_device(module: nn.Module) -> torch.device:

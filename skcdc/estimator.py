@@ -346,7 +346,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             verbose=self.verbose,
             world=world,
         )
-        self._store(result, X, plan)
+        self._store(result, X, plan, world)
         warn_stopped(result.stop_reason, self.n_iter_, result.planned_epochs, self.learning_rate)
         final = plan.refinement or plan
         warn_collapse(self.labels_, self.n_clusters, final.loss.equipartition)
@@ -362,7 +362,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             device=device,
         )
 
-    def _store(self, result: Result, X: np.ndarray | torch.Tensor, plan: Plan) -> None:
+    def _store(
+        self, result: Result, X: np.ndarray | torch.Tensor, plan: Plan, world: distributed.World
+    ) -> None:
         run = result.run
         self.network_ = run.network
         self.device_ = plan.device
@@ -381,7 +383,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.categorical_embedding_ = None if run.logits is None else softmax(run.logits)
         self.instance_embedding_ = run.z
         self.cluster_centers_ = cluster_centers(
-            X, self.labels_, self.n_clusters, self.network_
+            X, self.labels_, self.n_clusters, self.network_, world
         ).reshape(-1, *X.shape[1:])
 
     def _validate_input(self, X: Any, reset: bool) -> Any:

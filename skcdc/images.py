@@ -203,11 +203,13 @@ class _Indexed(Dataset):
         return index, self.dataset[index]
 
 
-def image_blocks(X: Any, block: int) -> Any:
-    """Consecutive blocks of images of a tensor or :class:`StreamedImages`."""
+def image_blocks(X: Any, block: int, rows: slice | None = None) -> Any:
+    """Consecutive blocks of images of a tensor or :class:`StreamedImages`
+    (of its ``rows`` only, when given)."""
     if isinstance(X, StreamedImages):
-        return X.blocks(block)
-    return (X[start : start + block] for start in range(0, X.shape[0], block))
+        return X.blocks(block, rows)
+    start, stop, _ = (rows or slice(None)).indices(X.shape[0])
+    return (X[i : min(i + block, stop)] for i in range(start, stop, block))
 
 
 def _image_folder(path: Path) -> Dataset:

@@ -84,6 +84,19 @@ def test_two_process_fit_matches_on_both_ranks_and_one_process(tmp_path):
     assert two >= one - 0.05
 
 
+def test_image_dataset_is_read_in_shares(tmp_path):
+    _check(_torchrun("images", tmp_path))
+    labels = [np.load(tmp_path / f"images-{rank}.npy") for rank in (0, 1)]
+    np.testing.assert_array_equal(labels[0], labels[1])
+    assert len(np.unique(labels[0])) > 1
+    # Each of the two processes decodes half of what one process decodes
+    # (checks, epochs, outputs, cluster centres).
+    dataset = torchrun_script.CountingDigits()
+    torchrun_script.image_model().fit(dataset)
+    for rank in (0, 1):
+        assert _read(tmp_path, "images", rank)["reads"] <= 0.5 * dataset.reads + 2
+
+
 def test_killed_rank_stops_the_launch(tmp_path):
     start = time.monotonic()
     result = _torchrun("kill", tmp_path)

@@ -141,11 +141,44 @@ def checkpoint(out: Path) -> None:
     np.save(out / f"{mode}-{world.rank}.npy", model.labels_)
 
 
+class CountingDigits(torch.utils.data.Dataset):
+    """sklearn's digits as (1, 8, 8) uint8 images, counting the items read."""
+
+    def __init__(self) -> None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        self.images = torch.from_numpy((digits.images[:256] * 255 / 16).astype(np.uint8))[:, None]
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        self.reads += 1
+        return self.images[index]
+
+
+def image_model() -> CDCClustering:
+    return CDCClustering(10, n_init=1, epochs=2, refine_epochs=0, batch_size=64, random_state=0)
+
+
+def images(out: Path) -> None:
+    """Image mode from a Dataset: every rank decodes only its images."""
+    dataset = CountingDigits()
+    model = image_model().fit(dataset)
+    world = current_world()
+    np.save(out / f"images-{world.rank}.npy", model.labels_)
+    _write(out, "images", world.rank, {"reads": dataset.reads, "n": len(dataset)})
+
+
 def _write(out: Path, mode: str, rank: int, values: dict) -> None:
     (out / f"{mode}-{rank}.json").write_text(json.dumps(values))
 
 
 if __name__ == "__main__":
     mode, out_dir = sys.argv[1], Path(sys.argv[2])
-    modes = {"loss": check_loss, "fit": fit, "kill": kill, "checkpoint": checkpoint}
+    modes = {
+        "loss": check_loss, "fit": fit, "kill": kill, "checkpoint": checkpoint, "images": images
+    }
     modes[mode](out_dir)

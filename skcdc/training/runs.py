@@ -142,7 +142,7 @@ def train_run(
     network.append(SelectHead(best_head))
     logits = z = None
     if plan.keep_outputs:
-        logits, z = forward(network, X)
+        logits, z = forward(network, X, world)
         labels = logits.argmax(axis=1).astype(np.int32)
     else:
         labels = predict_labels(network, X, world)
