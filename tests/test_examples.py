@@ -1,5 +1,6 @@
 """Every script in examples/ runs top to bottom with its quick settings."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ def run_example(name, *args, cwd=None):
 
 def test_every_example_has_a_test():
     tested = {"quickstart_digits.py", "pipeline_grid_search.py", "text_embeddings_bbc.py",
-              "images_fashion_mnist.py", "plots.py"}
+              "images_fashion_mnist.py", "plots.py", "distributed_fit.py"}
     assert {p.name for p in (ROOT / "examples").glob("*.py")} == tested
 
 
@@ -52,3 +53,19 @@ def test_plots(tmp_path):
     for name in names:
         data = (tmp_path / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
+
+
+def test_distributed_fit_under_torchrun(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(ROOT / "examples" / "distributed_fit.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    reports = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
+    assert [line.split(":")[0] for line in reports] == ["rank 0 of 2", "rank 1 of 2"]
+    # The same labels on both ranks, so the same report; one file written.
+    assert reports[0].split(":")[1] == reports[1].split(":")[1]
+    assert result.stdout.count("saved the model") == 1
+    assert (tmp_path / "model.skcdc").is_file()

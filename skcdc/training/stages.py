@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._inference import map_blocks, module_device, output_blocks, softmax
+from .._inference import module_device, output_blocks, softmax
 from .._plan import LARGE_DATA, Plan
 from ..distributed import SINGLE, World
 from ..neighbours import NeighbourSearch
@@ -170,12 +170,14 @@ def _consensus_or_best(
     return replace(result, run=consensus, consensus=True)
 
 
-def _features(encoder: nn.Module, X: Any, scratch: Path) -> np.ndarray:
-    """The encoder's features of X: in memory up to ``LARGE_DATA`` images;
+def _features(encoder: nn.Module, X: Any, scratch: Path, world: World) -> np.ndarray:
+    """The encoder's features of X: in memory up to ``LARGE_DATA`` images
+    (each rank of ``world`` computing those of its block, all getting all);
     beyond, written block by block to a ``.npy`` file in ``scratch`` and read
     back as a memmap, which the stage then streams."""
     if X.shape[0] <= LARGE_DATA:
-        return np.concatenate(map_blocks(encoder, X))
+        rows = world.shard(len(X))
+        return world.gather_rows(np.concatenate(list(output_blocks(encoder, X, rows=rows))))
     out = None
     start = 0
     for block in output_blocks(encoder, X):
@@ -212,7 +214,7 @@ def _refine(
     encoder = backbone_encoder(run.network)
     planned = result.planned_epochs + plan.epochs_per_run
     with tempfile.TemporaryDirectory(prefix="skcdc-features-") as scratch:
-        features = _features(encoder, X, Path(scratch))
+        features = _features(encoder, X, Path(scratch), world)
         try:
             stage = train(
                 plan, features, np.random.RandomState(seed), checkpoint_dir=checkpoint_dir,
