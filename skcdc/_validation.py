@@ -9,7 +9,13 @@ import numpy as np
 from .images import is_image_input
 from .sources import iter_blocks
 
-__all__ = ["check_float32_range", "check_n_clusters", "check_streamed_vectors", "image_mode"]
+__all__ = [
+    "check_batch_shares",
+    "check_float32_range",
+    "check_n_clusters",
+    "check_streamed_vectors",
+    "image_mode",
+]
 
 
 def image_mode(mode: str, X: Any) -> bool:
@@ -54,6 +60,16 @@ def check_streamed_vectors(X: Any, n_features: int | None, min_samples: int) -> 
                 "Input X contains NaN or infinity (or values beyond float32's range); "
                 "remove or impute them first, e.g. with sklearn's SimpleImputer."
             )
+
+
+def check_batch_shares(batch_size: int, n_processes: int) -> None:
+    """Every process of a distributed fit forwards at least one sample a step."""
+    if batch_size < n_processes:
+        raise ValueError(
+            f"batch_size={batch_size} is the global batch, shared out among {n_processes} "
+            f"processes: each needs at least one sample. Raise batch_size to at least "
+            f"{n_processes}, or launch fewer processes."
+        )
 
 
 def check_float32_range(X: np.ndarray) -> None:

@@ -338,6 +338,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         X = self._validate_input(X, reset=True)
         _validation.check_n_clusters(self.n_clusters, X.shape[0])
         plan = self._plan(X, world.place(device))
+        _validation.check_batch_shares(plan.batch_size, world.size)
         result = train(
             plan,
             X,

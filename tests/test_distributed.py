@@ -192,3 +192,11 @@ def test_cli_fit_under_torchrun_writes_once(tmp_path):
     written = np.loadtxt(labels, skiprows=1, dtype=int)
     assert adjusted_rand_score(y, written) > 0.9
     np.testing.assert_array_equal(load_model(model).predict(X.astype(np.float32)), written)
+
+
+def test_a_global_batch_smaller_than_the_processes_is_refused():
+    from skcdc._validation import check_batch_shares
+
+    check_batch_shares(4, 4)
+    with pytest.raises(ValueError, match="batch_size=2 is the global batch.*at least 4"):
+        check_batch_shares(2, 4)
