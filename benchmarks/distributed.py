@@ -134,8 +134,7 @@ def table(records: list[dict]) -> str:
 
     frame = pd.DataFrame(records)
     lines = [
-        "| data set | processes | seeds | ACC | NMI | values gathered / step "
-        "| values all-reduced / step |",
+        "| data set | processes | seeds | ACC | NMI | gathered / step | all-reduced / step |",
         "|---|---|---|---|---|---|---|",
     ]
     for (name, processes), group in frame.groupby(["dataset", "processes"]):
