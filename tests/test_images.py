@@ -174,24 +174,29 @@ def test_a_dataset_is_streamed_batch_by_batch(shapes):
     torch.testing.assert_close(loaded[1][1], load_images(images)[[1, 0, 3]])
 
 
-def test_refinement_features_of_many_images_are_streamed_from_a_scratch_file(
-    shapes, monkeypatch
+@pytest.mark.parametrize(
+    "streamed, large_data, expected",
+    [(True, 100_000, np.memmap), (False, 10, np.memmap), (False, 100_000, np.ndarray)],
+)
+def test_refinement_features_of_streamed_or_many_images_come_from_a_scratch_file(
+    shapes, monkeypatch, streamed, large_data, expected
 ):
     from skcdc.training import stages
 
     images, _ = shapes
-    monkeypatch.setattr(stages, "LARGE_DATA", 10)
+    monkeypatch.setattr(stages, "LARGE_DATA", large_data)
     written = []
     original = stages._features
 
-    def spy(encoder, X, scratch):
-        features = original(encoder, X, scratch)
+    def spy(*args):
+        features = original(*args)
         written.append(type(features))
         return features
 
     monkeypatch.setattr(stages, "_features", spy)
-    model = CDCClustering(3, **{**TINY, "refine_epochs": 1}).fit(ShapesDataset(images))
-    assert written == [np.memmap] and model.refined_
+    X = ShapesDataset(images) if streamed else images
+    model = CDCClustering(3, **{**TINY, "refine_epochs": 1}).fit(X)
+    assert written == [expected] and model.refined_
     assert (model.predict(images) == model.labels_).all()
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from .._inference import module_device, output_blocks, softmax
 from .._plan import LARGE_DATA, Plan
 from ..distributed import SINGLE, World
+from ..images import StreamedImages
 from ..neighbours import NeighbourSearch
 from ..networks import BackboneFeatures
 from ..scoring import neighbour_agreement
@@ -171,11 +172,13 @@ def _consensus_or_best(
 
 
 def _features(encoder: nn.Module, X: Any, scratch: Path, world: World) -> np.ndarray:
-    """The encoder's features of X: in memory up to ``LARGE_DATA`` images
-    (each rank of ``world`` computing those of its block, all getting all);
-    beyond, written block by block to a ``.npy`` file in ``scratch`` and read
-    back as a memmap, which the stage then streams."""
-    if X.shape[0] <= LARGE_DATA:
+    """The encoder's features of X: in memory for images held in memory, up
+    to ``LARGE_DATA`` of them (each rank of ``world`` computing those of its
+    block, all getting all); for more, or for streamed images, whose memory
+    must not grow with their number, written block by block to a ``.npy``
+    file in ``scratch`` and read back as a memmap, which the stage then
+    streams."""
+    if X.shape[0] <= LARGE_DATA and not isinstance(X, StreamedImages):
         rows = world.shard(len(X))
         return world.gather_rows(np.concatenate(list(output_blocks(encoder, X, rows=rows))))
     out = None
