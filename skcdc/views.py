@@ -67,6 +67,7 @@ class NeighbourViews:
         world: World = SINGLE,
     ) -> None:
         self.data = data
+        self.world = world
         if device is None:
             device = data.device if isinstance(data, torch.Tensor) else torch.device("cpu")
         self.device = device
@@ -83,8 +84,10 @@ class NeighbourViews:
     def __call__(
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two views of the samples ``index`` (a batch of row indices)."""
-        return self._rows(index), self._rows(_random_neighbours(self.neighbors, index, generator))
+        """The two views of the samples ``index`` (a batch of row indices, or
+        this process's share of a global batch)."""
+        positives = _random_neighbours(self.neighbors, index, generator, self.world)
+        return self._rows(index), self._rows(positives)
 
     def _rows(self, index: torch.Tensor) -> torch.Tensor:
         if isinstance(self.data, torch.Tensor):
@@ -100,11 +103,19 @@ class NeighbourViews:
 
 
 def _random_neighbours(
-    neighbors: torch.Tensor, index: torch.Tensor, generator: torch.Generator | None
+    neighbors: torch.Tensor,
+    index: torch.Tensor,
+    generator: torch.Generator | None,
+    world: World = SINGLE,
 ) -> torch.Tensor:
-    """One uniformly drawn neighbour of each sample of ``index`` (all on one device)."""
+    """One uniformly drawn neighbour of each sample of ``index`` (all on one
+    device). With several processes, ``index`` is this one's share of the
+    global batch: every process draws for the whole global batch and keeps
+    its part, so the draws are one process's and the generators stay alike."""
     device = generator.device if generator is not None else torch.device("cpu")
-    choice = torch.randint(neighbors.shape[1], (index.shape[0],), generator=generator, device=device)
+    n = index.shape[0]
+    choice = torch.randint(neighbors.shape[1], (n * world.size,), generator=generator, device=device)
+    choice = choice[world.rank * n : (world.rank + 1) * n]
     return neighbors[index, choice.to(index.device)]
 
 

@@ -195,8 +195,9 @@ def _engine(
         sampler=RandomSampler(range(n_samples), generator=torch.Generator().manual_seed(seed)),
         batch_size=plan.batch_size,
         device=plan.device,
-        # Each rank its own draws of neighbours for its share.
-        generator=torch.Generator(device=plan.device).manual_seed(seed + 1 + 7919 * world.rank),
+        # The same on every rank: each draws the global batch's neighbours
+        # and keeps those of its share.
+        generator=torch.Generator(device=plan.device).manual_seed(seed + 1),
         n_clusters=plan.n_clusters,
         mixed_precision=plan.mixed_precision,
         callbacks=callbacks,
