@@ -119,7 +119,8 @@ def knn_indices(
                 else _block(reference, r_start, r_start + reference_block, metric, device)
             )
             # ||q||^2 is constant per row, so it does not change the ranking.
-            distance = ref_sq[None, :] - 2.0 * block @ ref.T
+            # One product into one buffer: no (Q, R) temporaries beside it.
+            distance = torch.addmm(ref_sq[None, :], block, ref.T, alpha=-2.0)
             if exclude_self:
                 rows = torch.arange(block.shape[0], device=device)
                 columns = rows + query_offset + q_start - r_start

@@ -31,7 +31,8 @@ GLOBAL_BATCH, N_CLUSTERS, N_FEATURES, INSTANCE_DIM = 16, 5, 8, 4
 
 
 def blobs() -> tuple[np.ndarray, np.ndarray]:
-    return make_blobs(600, n_features=8, centers=5, cluster_std=1.0, random_state=0)
+    # An odd number of rows: the two processes' blocks differ in length.
+    return make_blobs(601, n_features=8, centers=5, cluster_std=1.0, random_state=0)
 
 
 def fit_params() -> dict:
