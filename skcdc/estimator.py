@@ -51,6 +51,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     the encoder is trained end to end. ``docs/method.md`` says which parts
     are the paper's and which are this library's.
 
+    Launched by ``torchrun``, ``fit`` trains data-parallel on every process
+    of the launch, each on its own GPU, with the mathematics of one process
+    on the global batch, and every process ends with the same fitted
+    estimator (``docs/distributed.md``).
+
     Parameters
     ----------
     n_clusters : int, default=8
@@ -138,11 +143,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         stage has it).
     batch_size : int, default=256
         Samples per optimiser step (each gives two views); shrunk to the
-        number of samples when larger.
+        number of samples when larger. Under ``torchrun`` it is the global
+        batch, shared out among the processes.
     learning_rate : float, default=1e-3
         AdamW learning rate.
     device : str or torch.device, default="auto"
-        ``"auto"``: CUDA when available, else the CPU.
+        ``"auto"``: CUDA when available, else the CPU. Under ``torchrun``,
+        CUDA means the GPU of the process's local rank.
     mixed_precision : bool, default=True
         Autocast the network to bfloat16 where the hardware computes it
         natively (the loss stays in float32): CUDA devices that support it,
