@@ -49,16 +49,26 @@ def data_file(name: str) -> tuple[Path, np.ndarray]:
 def worker(path: str, n_clusters: int, seed: int, out: str) -> None:
     """Runs in every process of a launch (or alone): fit, and rank 0 writes."""
     from skcdc import CDCClustering
+    from skcdc._plan import make_plan
     from skcdc.distributed import current_world
+    from skcdc.networks import InputScaler
+    from skcdc.training.runs import build_network
 
     start = time.perf_counter()
     model = CDCClustering(n_clusters, random_state=seed).fit(path)
     seconds = time.perf_counter() - start
     world = current_world()
     if world.is_main:
-        network = model.network_
-        logits, z = network(torch.zeros(2, model.n_features_in_))
-        batch = min(model.get_params()["batch_size"], len(model.labels_))
+        # One run's network, as trained (the fitted one may be the consensus of several).
+        plan = make_plan(
+            model.get_params(), n_samples=len(model.labels_), images=False,
+            device=torch.device("cpu"),
+        )
+        n_features = model.n_features_in_
+        scaler = InputScaler(torch.zeros(n_features), torch.ones(()))
+        network = build_network(plan, scaler, (n_features,))
+        logits, z = network(torch.zeros(2, n_features))
+        batch = plan.batch_size
         record = {
             "processes": world.size,
             "seconds": seconds,
