@@ -21,19 +21,23 @@ The mathematics stays that of one process training on the global batch:
   it: the gather's backward needs no communication. One all-reduce sums the
   parameter gradients, which gives every rank the gradient of the global loss
   (:meth:`World.sum_gradients`);
+- batch normalisation layers normalise by the statistics of the global
+  batch (:meth:`World.batch_norm_over_global_batch`);
 - after each epoch the network is broadcast from rank 0, so a change made
   outside the optimiser (empty-cluster relocation, which cuts from the head
   inputs a rank has seen) is the same everywhere.
 
 What each step sends, with ``B`` the global batch, ``K`` clusters, ``H``
 heads, ``d`` the instance width and ``P`` the parameters: an all-gather of
-``2 B (H K + d)`` float32 values (each rank receives them all) and an
-all-reduce of ``P`` float32 values.
+``2 B (H K + d)`` float32 values (each rank receives them all), an
+all-reduce of ``P`` float32 values, and per batch normalisation layer of
+``C`` channels two all-reduces of ``2 C`` values per view (forward, backward).
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .exceptions import LostRankError
 
@@ -161,6 +166,24 @@ class World:
         _all_reduce(total)
         return total.to(tensor.device)
 
+    @contextmanager
+    def batch_norm_over_global_batch(self, module: torch.nn.Module) -> Iterator[None]:
+        """Within the block, every batch normalisation layer of ``module``
+        normalises in training by the statistics of the global batch (its
+        sums all-reduced, gradients included), as one process would, instead
+        of those of this process's share."""
+        layers = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+        if not self.distributed or not layers:
+            yield
+            return
+        for layer in layers:
+            layer.forward = functools.partial(_global_batch_norm, layer, self.size)
+        try:
+            yield
+        finally:
+            for layer in layers:
+                del layer.forward
+
     def barrier(self) -> None:
         """Wait until every rank is here (a one-value all-reduce, which every
         backend runs on its own device)."""
@@ -210,6 +233,50 @@ def _collective() -> Iterator[None]:
             "distributed fit stopped or cannot be reached, so this one stops too. Look "
             f"for the first error in the other processes' logs. ({exc})"
         ) from exc
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose backward sums the gradients over ranks too: each
+    rank's outputs depend on every rank's inputs through the sum."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.detach().clone()
+        _all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.detach().clone()
+        _all_reduce(total)
+        return total
+
+
+def _global_batch_norm(layer: _BatchNorm, size: int, x: torch.Tensor) -> torch.Tensor:
+    """``layer``'s forward with the mean and variance of the global batch of
+    ``size`` equal shares; in evaluation, the layer's own forward."""
+    if not layer.training:
+        return type(layer).forward(layer, x)
+    dims = [0, *range(2, x.dim())]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    count = x.numel() // x.shape[1] * size
+    wide = x.float()
+    sums = _AllReduceSum.apply(torch.stack([wide.sum(dims), (wide * wide).sum(dims)]))
+    mean = sums[0] / count
+    variance = (sums[1] / count - mean * mean).clamp_min(0)
+    y = (wide - mean.reshape(shape)) * torch.rsqrt(variance.reshape(shape) + layer.eps)
+    if layer.affine:
+        y = y * layer.weight.reshape(shape) + layer.bias.reshape(shape)
+    if layer.track_running_stats:
+        with torch.no_grad():
+            layer.num_batches_tracked += 1
+            momentum = layer.momentum
+            if momentum is None:  # a cumulative average, as torch's
+                momentum = 1.0 / float(layer.num_batches_tracked)
+            unbiased = variance * count / max(count - 1, 1)
+            layer.running_mean.lerp_(mean.to(layer.running_mean.dtype), momentum)
+            layer.running_var.lerp_(unbiased.to(layer.running_var.dtype), momentum)
+    return y.to(x.dtype)
 
 
 def _all_gather(tensor: torch.Tensor, size: int) -> torch.Tensor:

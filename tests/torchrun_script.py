@@ -45,37 +45,58 @@ def _outputs(network: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor) -> list[t
     return [out_a[:, :k], F.normalize(out_a[:, k:]), out_b[:, :k], F.normalize(out_b[:, k:])]
 
 
+def _network(layers: str) -> nn.Module:
+    width = N_CLUSTERS + INSTANCE_DIM
+    if layers == "linear":
+        return nn.Linear(N_FEATURES, width)
+    # Batch normalisation: its statistics are those of the global batch.
+    return nn.Sequential(nn.Linear(N_FEATURES, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, width))
+
+
 def check_loss(out: Path) -> None:
     """The gathered loss and its gradients against one process's on the global batch."""
     world = join(torch.device("cpu"))
     share = world.share(list(range(GLOBAL_BATCH)))
     differences: dict[str, float] = {}
-    for equipartition in ("sinkhorn", "entropy"):
-        for window in (0, 4 * GLOBAL_BATCH):
-            torch.manual_seed(0)
-            reference_net = nn.Linear(N_FEATURES, N_CLUSTERS + INSTANCE_DIM)
-            shared_net = copy.deepcopy(reference_net)
-            settings = {
-                "tau_c": 0.5, "tau_z": 0.5, "equipartition": equipartition, "balance_window": window
-            }
-            reference_loss, shared_loss = CDCLoss(**settings), CDCLoss(**settings)
-            for step in range(3):  # the window's state carries over between steps
-                x_a, x_b = torch.randn(GLOBAL_BATCH, N_FEATURES), torch.randn(GLOBAL_BATCH, N_FEATURES)
-                reference_net.zero_grad()
-                expected = reference_loss(*_outputs(reference_net, x_a, x_b))
-                expected.loss.backward()
-                shared_net.zero_grad()
-                gathered = [world.gather(t) for t in _outputs(shared_net, x_a[share], x_b[share])]
-                got = shared_loss(*gathered)
-                got.loss.backward()
-                world.sum_gradients(shared_net.parameters())
-                key = f"{equipartition}-{window}-{step}"
-                differences[f"loss {key}"] = abs(got.loss.item() - expected.loss.item())
-                differences[f"grad {key}"] = max(
-                    (a.grad - b.grad).abs().max().item()
-                    for a, b in zip(shared_net.parameters(), reference_net.parameters())
-                )
-                differences[f"scale {key}"] = reference_net.weight.grad.abs().max().item()
+    for equipartition, window, layers in [
+        ("sinkhorn", 0, "linear"),
+        ("sinkhorn", 4 * GLOBAL_BATCH, "linear"),
+        ("entropy", 0, "linear"),
+        ("entropy", 4 * GLOBAL_BATCH, "linear"),
+        ("entropy", 0, "batchnorm"),
+    ]:
+        torch.manual_seed(0)
+        reference_net = _network(layers)
+        shared_net = copy.deepcopy(reference_net)
+        settings = {
+            "tau_c": 0.5, "tau_z": 0.5, "equipartition": equipartition, "balance_window": window
+        }
+        reference_loss, shared_loss = CDCLoss(**settings), CDCLoss(**settings)
+        for step in range(3):  # the window's state carries over between steps
+            x_a, x_b = torch.randn(GLOBAL_BATCH, N_FEATURES), torch.randn(GLOBAL_BATCH, N_FEATURES)
+            reference_net.zero_grad()
+            expected = reference_loss(*_outputs(reference_net, x_a, x_b))
+            expected.loss.backward()
+            shared_net.zero_grad()
+            with world.batch_norm_over_global_batch(shared_net):
+                local = _outputs(shared_net, x_a[share], x_b[share])
+            gathered = [world.gather(t) for t in local]
+            got = shared_loss(*gathered)
+            got.loss.backward()
+            world.sum_gradients(shared_net.parameters())
+            key = f"{equipartition}-{window}-{layers}-{step}"
+            differences[f"loss {key}"] = abs(got.loss.item() - expected.loss.item())
+            differences[f"grad {key}"] = max(
+                (a.grad - b.grad).abs().max().item()
+                for a, b in zip(shared_net.parameters(), reference_net.parameters())
+            )
+            differences[f"scale {key}"] = max(
+                p.grad.abs().max().item() for p in reference_net.parameters()
+            )
+            differences[f"buffers {key}"] = max(
+                [(a - b).abs().max().item() for a, b in
+                 zip(shared_net.buffers(), reference_net.buffers())], default=0.0
+            )
     # Sinkhorn over the gathered global batch: columns of B / K exactly at convergence.
     torch.manual_seed(1)
     logits = torch.randn(GLOBAL_BATCH, N_CLUSTERS) * 3

@@ -174,7 +174,7 @@ class Engine:
         n_batches = 0
         start = time.perf_counter()
         for index, view_a, view_b in _epoch(views, batches, self.generator, self.device):
-            with self._autocast():
+            with self._autocast(), world.batch_norm_over_global_batch(self.network):
                 outputs = (*self.network(view_a), *self.network(view_b))
             if world.distributed:
                 # The global batch, the same on every rank (in float32, which
