@@ -13,6 +13,7 @@ needs and never the whole file.
 """
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -45,7 +46,9 @@ model = CDCClustering(
 ).fit(str(path))
 
 world = current_world()
-print(f"rank {world.rank} of {world.size}: {clustering_report(y, model.labels_)}")
+# One write per line: the processes share the terminal.
+sys.stdout.write(f"rank {world.rank} of {world.size}: {clustering_report(y, model.labels_)}\n")
+sys.stdout.flush()
 save_model(model, args.out / "model.skcdc")
 if world.is_main:
     print(f"saved the model to {args.out / 'model.skcdc'}")
