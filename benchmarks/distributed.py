@@ -19,10 +19,12 @@ only quality and communication are tabled.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,6 +81,27 @@ def worker(path: str, n_clusters: int, seed: int, out: str) -> None:
         Path(out).write_text(json.dumps(record))
 
 
+def scored_fit(path: Path, y: np.ndarray, seed: int, processes: int) -> dict:
+    """One fit of ``path`` by ``processes`` processes, scored against ``y``."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from skcdc.metrics import cluster_accuracy_score
+
+    with tempfile.TemporaryDirectory() as scratch:
+        record = run_fit(path, len(np.unique(y)), seed, processes, Path(scratch) / "out.json")
+    labels = np.asarray(record.pop("labels"))
+    return {
+        **record,
+        "machine": _machine(),
+        "acc": cluster_accuracy_score(y, labels),
+        "nmi": normalized_mutual_info_score(y, labels),
+    }
+
+
+def _key(record: dict) -> tuple:
+    return record["dataset"], record["seed"], record["processes"]
+
+
 def run_fit(path: Path, n_clusters: int, seed: int, processes: int, out: Path) -> dict:
     command = [str(Path(__file__).resolve()), "--worker", str(path), str(n_clusters), str(seed), str(out)]
     if processes > 1:
@@ -104,31 +127,14 @@ def main(argv=None) -> None:
         return
     records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     if not args.report_only:
-        from sklearn.metrics import normalized_mutual_info_score
-
-        from skcdc.metrics import cluster_accuracy_score
-
         for name in args.datasets:
             path, y = data_file(name)
-            n_clusters = len(np.unique(y))
-            for seed in args.seeds:
-                for processes in (1, args.processes):
-                    out = RESULTS.parent / f".distributed-{os.getpid()}.json"
-                    record = run_fit(path, n_clusters, seed, processes, out)
-                    out.unlink()
-                    labels = np.asarray(record.pop("labels"))
-                    record.update(
-                        dataset=name, seed=seed, machine=_machine(),
-                        acc=cluster_accuracy_score(y, labels),
-                        nmi=normalized_mutual_info_score(y, labels),
-                    )
-                    print(json.dumps(record), flush=True)
-                    records = [
-                        r for r in records
-                        if (r["dataset"], r["seed"], r["processes"]) != (name, seed, processes)
-                    ]
-                    records.append(record)
-                    RESULTS.write_text(json.dumps(records, indent=1))
+            for seed, processes in itertools.product(args.seeds, (1, args.processes)):
+                record = {"dataset": name, "seed": seed, **scored_fit(path, y, seed, processes)}
+                print(json.dumps(record), flush=True)
+                records = [r for r in records if _key(r) != _key(record)]
+                records.append(record)
+                RESULTS.write_text(json.dumps(records, indent=1))
     write_report(records)
 
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ._inference import flat, input_blocks, output_blocks
+from ._inference import flat, input_blocks, paired_blocks
 from .distributed import SINGLE, World
 
 __all__ = ["cluster_centers", "cluster_sums"]
@@ -50,12 +50,12 @@ def cluster_centers(
         columns = torch.as_tensor(empty)
         # Block by block: the probabilities of the empty clusters of all X at
         # once would be (N, n_empty).
-        blocks = output_blocks(
+        blocks = paired_blocks(
             network, X, reduce=lambda out: out[0].float().softmax(1)[:, columns], rows=rows
         )
-        for proba, (_, block) in zip(blocks, _flat_blocks(X, rows)):
+        for raw, proba in blocks:
             proba = proba.astype(np.float64)
-            soft += proba.T @ block
+            soft += proba.T @ flat(raw).astype(np.float64, copy=False)
             weight += proba.sum(axis=0)
         soft, weight = _added_up(world, soft, weight)
         mean = sums.sum(axis=0) / max(sizes.sum(), 1)
@@ -72,7 +72,7 @@ def _added_up(world: World, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def _flat_blocks(X: Any, rows: slice):
     """``(start, rows)`` of the ``rows`` of X as float64 rows (images
-    flattened, in [0, 1]), in the blocks of :func:`~skcdc._inference.map_blocks`."""
+    flattened, in [0, 1]), in the blocks of :func:`~skcdc._inference.input_blocks`."""
     start = rows.start
     for block in input_blocks(X, rows):
         yield start, flat(block).astype(np.float64, copy=False)

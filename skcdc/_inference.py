@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .distributed import SINGLE, World
-from .images import StreamedImages, image_blocks
+from .images import StreamedImages
 from .views import to_float_images
 
 __all__ = [
@@ -18,9 +18,9 @@ __all__ = [
     "forward",
     "input_blocks",
     "is_images",
-    "map_blocks",
     "module_device",
     "output_blocks",
+    "paired_blocks",
     "predict_labels",
     "softmax",
 ]
@@ -54,34 +54,37 @@ def predict_labels(network: nn.Module, X: Any, world: World = SINGLE) -> np.ndar
     return world.gather_rows(labels)
 
 
-def map_blocks(module: nn.Module, X: Any, reduce: Any = None) -> list[Any]:
-    """``module``'s outputs on validated X, block by block, in evaluation mode,
-    as float32 numpy arrays (an array, or a tuple of them, per block); with
-    ``reduce``, what it makes of each block's outputs (on the device) instead."""
-    return list(output_blocks(module, X, reduce))
-
-
 def output_blocks(
     module: nn.Module, X: Any, reduce: Any = None, rows: slice | None = None
 ) -> Iterator[Any]:
-    """:func:`map_blocks`, one block at a time (of the ``rows`` of X only,
-    when given)."""
+    """``module``'s outputs on validated X (on its ``rows`` only, when given),
+    block by block, in evaluation mode, as float32 numpy arrays (an array,
+    or a tuple of them, per block); with ``reduce``, what it makes of each
+    block's outputs (on the device) instead."""
+    return (out for _, out in paired_blocks(module, X, reduce, rows))
+
+
+def paired_blocks(
+    module: nn.Module, X: Any, reduce: Any = None, rows: slice | None = None
+) -> Iterator[tuple[Any, Any]]:
+    """:func:`output_blocks` with each block of input beside its outputs, so
+    that a caller who needs both reads the input once."""
     device = module_device(module)
     module.eval()
     with torch.inference_mode():
-        for block in input_blocks(X, rows):
+        for raw in input_blocks(X, rows):
             if is_images(X):
-                block = to_float_images(block.to(device))
+                block = to_float_images(raw.to(device))
             else:
-                block = torch.tensor(np.ascontiguousarray(block), dtype=torch.float32, device=device)
+                block = torch.tensor(np.ascontiguousarray(raw), dtype=torch.float32, device=device)
             out = module(block)
             if reduce is not None:
-                yield reduce(out).cpu().numpy()
+                yield raw, reduce(out).cpu().numpy()
             # Off the device block by block: the device holds one block's outputs.
             elif isinstance(out, tuple):
-                yield tuple(t.float().cpu().numpy() for t in out)
+                yield raw, tuple(t.float().cpu().numpy() for t in out)
             else:
-                yield out.float().cpu().numpy()
+                yield raw, out.float().cpu().numpy()
 
 
 def is_images(X: Any) -> bool:
@@ -94,9 +97,10 @@ def input_blocks(X: Any, rows: slice | None = None) -> Any:
     given): images (decoded by the loader when streamed) or rows, in the
     block sizes of prediction."""
     start, stop, _ = (rows or slice(None)).indices(X.shape[0])
-    if is_images(X):
-        return image_blocks(X, BLOCK_IMAGES, slice(start, stop))
-    return (X[i : min(i + BLOCK_ROWS, stop)] for i in range(start, stop, BLOCK_ROWS))
+    if isinstance(X, StreamedImages):
+        return X.blocks(BLOCK_IMAGES, slice(start, stop))
+    size = BLOCK_IMAGES if is_images(X) else BLOCK_ROWS
+    return (X[i : min(i + size, stop)] for i in range(start, stop, size))
 
 
 def module_device(module: nn.Module) -> torch.device:

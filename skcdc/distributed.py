@@ -22,7 +22,7 @@ The mathematics stays that of one process training on the global batch:
   parameter gradients, which gives every rank the gradient of the global loss
   (:meth:`World.sum_gradients`);
 - batch normalisation layers normalise by the statistics of the global
-  batch (:meth:`World.batch_norm_over_global_batch`);
+  batch (:meth:`World.use_global_batch_norm`);
 - after each epoch the network is broadcast from rank 0, so a change made
   outside the optimiser (empty-cluster relocation, which cuts from the head
   inputs a rank has seen) is the same everywhere.
@@ -39,7 +39,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -166,23 +166,23 @@ class World:
         _all_reduce(total)
         return total.to(tensor.device)
 
-    @contextmanager
-    def batch_norm_over_global_batch(self, module: torch.nn.Module) -> Iterator[None]:
-        """Within the block, every batch normalisation layer of ``module``
-        normalises in training by the statistics of the global batch (its
-        sums all-reduced, gradients included), as one process would, instead
-        of those of this process's share."""
+    def use_global_batch_norm(self, module: torch.nn.Module) -> Callable[[], None]:
+        """Have every batch normalisation layer of ``module`` normalise in
+        training by the statistics of the global batch (its sums all-reduced,
+        gradients included), as one process would, instead of those of this
+        process's share; in evaluation the layers are unchanged. Returns the
+        function that gives the layers their own forward back."""
+        if not self.distributed:
+            return _nothing
         layers = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-        if not self.distributed or not layers:
-            yield
-            return
         for layer in layers:
             layer.forward = functools.partial(_global_batch_norm, layer, self.size)
-        try:
-            yield
-        finally:
+
+        def restore() -> None:
             for layer in layers:
                 del layer.forward
+
+        return restore
 
     def barrier(self) -> None:
         """Wait until every rank is here (a one-value all-reduce, which every
@@ -200,6 +200,10 @@ class World:
 
 
 SINGLE = World()
+
+
+def _nothing() -> None:
+    pass
 
 
 class _GatherBatch(torch.autograd.Function):

@@ -20,12 +20,7 @@ from torch import nn
 from . import _validation, distributed
 from ._centers import cluster_centers
 from ._diagnostics import warn_collapse, warn_stopped
-from ._inference import (
-    forward,
-    is_images,
-    predict_labels,
-    softmax,
-)
+from ._inference import forward, is_images, predict_labels, softmax
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device

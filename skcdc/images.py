@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 from .distributed import SINGLE, World
 from .sources import is_npy_path, is_vector_dataset
 
-__all__ = ["IMAGE_LAYOUTS", "StreamedImages", "image_blocks", "is_image_input", "load_images"]
+__all__ = ["IMAGE_LAYOUTS", "StreamedImages", "is_image_input", "load_images"]
 
 IMAGE_LAYOUTS = ("auto", "channels_first", "channels_last")
 _CHANNELS = (1, 3)
@@ -201,15 +201,6 @@ class _Indexed(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
         return index, self.dataset[index]
-
-
-def image_blocks(X: Any, block: int, rows: slice | None = None) -> Any:
-    """Consecutive blocks of images of a tensor or :class:`StreamedImages`
-    (of its ``rows`` only, when given)."""
-    if isinstance(X, StreamedImages):
-        return X.blocks(block, rows)
-    start, stop, _ = (rows or slice(None)).indices(X.shape[0])
-    return (X[i : min(i + block, stop)] for i in range(start, stop, block))
 
 
 def _image_folder(path: Path) -> Dataset:

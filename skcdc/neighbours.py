@@ -283,7 +283,7 @@ def neighbour_search(
     seconds = world.reduce_max(time.perf_counter() - start)
     recall, sample = 1.0, 0
     if method != "exact":
-        recall, sample = _recall(data, neighbors, n_neighbors, metric, device, seed)
+        recall, sample = _recall(data, neighbors, n_neighbors, metric, device, seed, world)
     return neighbors.to(device), NeighbourSearch(method, seconds, recall, sample)
 
 
@@ -307,18 +307,27 @@ def _auto_method(n: int, device: torch.device) -> str:
 
 
 def _recall(
-    data: Any, neighbors: torch.Tensor, n_neighbors: int, metric: str, device: torch.device, seed: int
+    data: Any,
+    neighbors: torch.Tensor,
+    n_neighbors: int,
+    metric: str,
+    device: torch.device,
+    seed: int,
+    world: World = SINGLE,
 ) -> tuple[float, int]:
-    """Share of the exact neighbours found, on a random sample of rows."""
+    """Share of the exact neighbours found, on a random sample of rows (the
+    same on every rank of ``world``, each searching its block of it)."""
     n = n_rows(data)
-    rows = np.sort(np.random.default_rng(seed).choice(n, min(RECALL_SAMPLE, n), replace=False))
+    sample = np.sort(np.random.default_rng(seed).choice(n, min(RECALL_SAMPLE, n), replace=False))
+    rows = sample[world.shard(len(sample))]
     queries = read_block(data, rows, None, device)
     exact = knn_indices(queries, data, n_neighbors + 1, metric=metric, device=device)
     found = 0
     for row, truth, approx in zip(rows, exact.cpu().numpy(), neighbors[rows].cpu().numpy()):
         truth = truth[truth != row][:n_neighbors]
         found += np.intersect1d(truth, approx).size
-    return found / (len(rows) * n_neighbors), len(rows)
+    found = int(world.all_sum(torch.tensor([found], dtype=torch.float64)).item())
+    return found / (len(sample) * n_neighbors), len(sample)
 
 
 def _progress(n: int, verbose: int, method: str):

@@ -78,8 +78,9 @@ def check_loss(out: Path) -> None:
             expected = reference_loss(*_outputs(reference_net, x_a, x_b))
             expected.loss.backward()
             shared_net.zero_grad()
-            with world.batch_norm_over_global_batch(shared_net):
-                local = _outputs(shared_net, x_a[share], x_b[share])
+            restore = world.use_global_batch_norm(shared_net)
+            local = _outputs(shared_net, x_a[share], x_b[share])
+            restore()
             gathered = [world.gather(t) for t in local]
             got = shared_loss(*gathered)
             got.loss.backward()

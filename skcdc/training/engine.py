@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -162,7 +163,13 @@ class Engine:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(self.epoch)
         world = self.world
-        batches = map(world.share, BatchSampler(self.sampler, self.batch_size, drop_last=True))
+        # Every rank draws the same global batches and forwards its share;
+        # the global batches wait here, in order, for their gathered outputs
+        # (streamed images load batches ahead).
+        global_batches: deque[list[int]] = deque()
+        batches = _shares(
+            BatchSampler(self.sampler, self.batch_size, drop_last=True), world, global_batches
+        )
         counts = None
         head_losses = None
         # Summed on the device and read once per epoch: a .item() per batch
@@ -174,13 +181,14 @@ class Engine:
         n_batches = 0
         start = time.perf_counter()
         for index, view_a, view_b in _epoch(views, batches, self.generator, self.device):
-            with self._autocast(), world.batch_norm_over_global_batch(self.network):
+            with self._autocast():
                 outputs = (*self.network(view_a), *self.network(view_b))
             if world.distributed:
                 # The global batch, the same on every rank (in float32, which
                 # every backend gathers).
                 outputs = tuple(world.gather(t.float()) for t in outputs)
-                index = world.gather(index)
+                shared = global_batches.popleft()[: len(index) * world.size]
+                index = torch.as_tensor(shared, device=index.device)
             logits_a, z_a, logits_b, z_b = outputs
             out = criterion(logits_a, z_a, logits_b, z_b, index=index)
             # A batch that gives the loss nothing to learn from (no confident
@@ -267,6 +275,7 @@ class Engine:
         """
         # The same starting weights everywhere, whatever each rank built.
         self.world.broadcast_module(self.network)
+        restore_batch_norm = self.world.use_global_batch_norm(self.network)
         last_good = self._snapshot()
         for callback in self.callbacks:
             callback.on_train_begin(self)
@@ -300,6 +309,7 @@ class Engine:
                 f"the CPU with device='cpu'. ({exc})"
             ) from exc
         finally:
+            restore_batch_norm()
             for callback in self.callbacks:
                 callback.on_train_end(self)
         if self.stop_reason is not None:
@@ -349,6 +359,15 @@ class Engine:
             "head_losses": list(self.head_losses),
             "logs": [dict(log) for log in self.logs],
         }
+
+
+def _shares(batches: Iterable[list[int]], world: World, pending: deque) -> Iterator[list[int]]:
+    """This rank's share of each global batch; with several ranks, each global
+    batch is also put on ``pending``."""
+    for batch in batches:
+        if world.distributed:
+            pending.append(batch)
+        yield world.share(batch)
 
 
 def _epoch(views: Any, batches: Iterable, generator: torch.Generator, device: torch.device):
