@@ -90,9 +90,10 @@ def test_image_dataset_is_read_in_shares(tmp_path):
     np.testing.assert_array_equal(labels[0], labels[1])
     assert len(np.unique(labels[0])) > 1
     # One process decodes every image in the checking pass, in each epoch, for
-    # the training outputs and for the cluster centres (up to three passes
-    # when a cluster is empty), and item 0 twice more while telling what the
-    # input is. Each of two processes decodes half of that.
+    # the training outputs and for the cluster centres (two passes when a
+    # cluster is empty; the bound leaves room for three), and item 0 twice
+    # more while telling what the input is. Each of two processes decodes
+    # half of that.
     epochs = torchrun_script.image_model().epochs
     for rank in (0, 1):
         found = _read(tmp_path, "images", rank)
