@@ -92,7 +92,8 @@ class Plan:
 
     ``network`` is the class built for each run with ``network_params``;
     ``consensus`` says whether the consensus of the ``n_init`` runs competes
-    with the best-scored run; ``keep_outputs`` whether the runs' logits and
+    with the best-scored run; ``kmeans_floor`` whether k-means on the input
+    competes with the kept partition (:mod:`skcdc.training.floor`); ``keep_outputs`` whether the runs' logits and
     instance vectors of the training data are kept (else only their labels);
     ``refinement`` is image mode's second stage (a plan over the trained
     backbone's features) or None.
@@ -115,6 +116,7 @@ class Plan:
     device: torch.device
     consensus: bool
     keep_outputs: bool = True
+    kmeans_floor: bool = False
     self_labelling_threshold: float = SELF_LABELLING_THRESHOLD
     weight_decay: float = WEIGHT_DECAY
     refinement: Plan | None = field(default=None)
@@ -183,6 +185,11 @@ def make_plan(
         # image network ends in one run's heads, which the refinement replaces.
         consensus=n_init > 1 and not images and keep_outputs,
         keep_outputs=keep_outputs,
+        # k-means with restarts is cheap next to training up to LARGE_DATA
+        # rows, and the comparison reads the kept outputs.
+        kmeans_floor=(
+            params["kmeans_floor"] and not images and keep_outputs and n_samples <= LARGE_DATA
+        ),
     )
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]
@@ -336,6 +343,7 @@ def _refinement(
         mixed_precision=plan.mixed_precision,
         # The image network is one backbone followed by one run's heads.
         consensus=False,
+        kmeans_floor=False,
         keep_outputs=_keeps_outputs(n_samples, shared, params["n_clusters"]),
         refinement=None,
     )

@@ -126,6 +126,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         replaces it when it scores at least as well. ``"auto"``: up to 5000
         samples 4 on vectors and 3 on images; above, 3 on vectors and 1 on
         images. Each restart costs one more run.
+    kmeans_floor : bool, default=True
+        On vectors, also run ``KMeans`` on X and keep its partition when it
+        agrees better than the trained one with each sample's next
+        ``2 * n_neighbors`` neighbours, those beyond the positive pairs
+        (``docs/method.md``): the fit never ends below the k-means a user
+        would have run instead, by this label-free check. Up to 100000 rows
+        held in memory; ``False`` keeps the trained partition always.
     epochs : int or "auto", default="auto"
         Passes over the data in the CDC phase of each run. ``"auto"``: on
         vectors 30 up to 5000 samples and 20 above (at least 100 optimiser
@@ -193,6 +200,14 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         The same for the refinement stage's runs (empty without one).
     consensus_ : bool
         Whether ``network_`` is the consensus of the runs.
+    kmeans_floor_ : bool
+        Whether the partition is k-means' (``kmeans_floor``): ``network_``
+        then labels by the nearest k-means centre and its instance part is
+        the trained network's.
+    floor_scores_ : ndarray of shape (2,) or (0,)
+        Agreement with the held-out neighbours (mutual information, nats) of
+        the trained partition and of k-means'; empty when k-means did not
+        run.
     neighbour_search_ : NeighbourSearch or None
         Which neighbour search found the positives of vector input
         (``"exact"`` or ``"hnsw"``), its seconds and its recall measured on a
@@ -249,6 +264,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions(set(METRICS))],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "kmeans_floor": ["boolean"],
         "epochs": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "self_labelling_epochs": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -279,6 +295,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         n_neighbors: int = 10,
         metric: str = "euclidean",
         n_init: int | str = "auto",
+        kmeans_floor: bool = True,
         epochs: int | str = "auto",
         self_labelling_epochs: int | str = "auto",
         batch_size: int = 256,
@@ -305,6 +322,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.n_init = n_init
+        self.kmeans_floor = kmeans_floor
         self.epochs = epochs
         self.self_labelling_epochs = self_labelling_epochs
         self.batch_size = batch_size
@@ -379,6 +397,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.refinement_run_scores_ = np.asarray(result.refinement_scores, dtype=float)
         self.refined_ = bool(self.refinement_run_scores_.size)
         self.consensus_ = result.consensus
+        self.kmeans_floor_ = result.floor
+        self.floor_scores_ = np.asarray(result.floor_scores, dtype=float)
         self.neighbour_search_ = result.neighbour_search
         self.labels_ = run.labels
         # Kept only where they are small (Plan.keep_outputs); transform gives

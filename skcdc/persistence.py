@@ -25,6 +25,7 @@ from .estimator import CDCClustering
 from .neighbours import NeighbourSearch
 from .networks import SelectHead
 from .training.consensus import RestartConsensus
+from .training.floor import NearestCentroid
 from .training.runs import build_network, input_normalizer
 from .training.stages import backbone_encoder
 
@@ -38,6 +39,7 @@ _ARRAYS = (
     "cluster_centers_",
     "run_scores_",
     "refinement_run_scores_",
+    "floor_scores_",
 )
 _VALUES = (
     "n_iter_",
@@ -45,6 +47,7 @@ _VALUES = (
     "stop_reason_",
     "refined_",
     "consensus_",
+    "kmeans_floor_",
 )
 
 
@@ -169,6 +172,10 @@ def _skeleton(model: CDCClustering) -> nn.Module:
         # The heads, centres and variance are buffers the state dict fills.
         runs = [network] + [build_network(plan, normalizer, shape) for _ in model.run_scores_[1:]]
         centers = torch.zeros(model.n_clusters, len(runs) * model.n_clusters)
-        return RestartConsensus(runs, [0] * len(runs), centers, 1.0, reference=0)
-    network.append(SelectHead(model.best_head_))
+        network = RestartConsensus(runs, [0] * len(runs), centers, 1.0, reference=0)
+    else:
+        network.append(SelectHead(model.best_head_))
+    if model.kmeans_floor_:
+        # The centres and variance are buffers the state dict fills.
+        network = NearestCentroid(network, torch.zeros(model.n_clusters, shape[0]), 1.0)
     return network

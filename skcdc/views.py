@@ -46,11 +46,17 @@ class NeighbourViews:
     world : World, default=SINGLE
         Processes that share the search out: each answers the queries of
         its block of rows against all rows, and every one gets all answers.
+    n_held_out : int, default=0
+        Neighbours searched beyond the ``n_neighbors`` positives, never
+        drawn as positives: a label-free check of the clusters reads them
+        (:mod:`skcdc.training.floor`).
 
     Attributes
     ----------
     neighbors : LongTensor of shape (N, n_neighbors)
         The nearest neighbours of each sample, nearest first.
+    held_out : LongTensor of shape (N, n_held_out)
+        The next ``n_held_out`` neighbours of each sample.
     search : NeighbourSearch or None
         Which search ran, its time and recall (None without neighbours).
     """
@@ -65,6 +71,7 @@ class NeighbourViews:
         method: str = "auto",
         verbose: int = 0,
         world: World = SINGLE,
+        n_held_out: int = 0,
     ) -> None:
         self.data = data
         self.world = world
@@ -73,13 +80,17 @@ class NeighbourViews:
         self.device = device
         self.n_neighbors = min(n_neighbors, n_rows(data) - 1)
         self.search: NeighbourSearch | None = None
+        searched = min(self.n_neighbors + n_held_out, n_rows(data) - 1)
         if self.n_neighbors > 0:
-            self.neighbors, self.search = neighbour_search(
-                data, self.n_neighbors, metric=metric, device=self.device, method=method,
+            found, self.search = neighbour_search(
+                data, searched, metric=metric, device=self.device, method=method,
                 verbose=verbose, world=world,
             )
+            self.neighbors = found[:, : self.n_neighbors]
+            self.held_out = found[:, self.n_neighbors :]
         else:
             self.neighbors = torch.arange(n_rows(data), device=self.device)[:, None]
+            self.held_out = self.neighbors[:, :0]
 
     def __call__(
         self, index: torch.Tensor, generator: torch.Generator | None = None

@@ -16,7 +16,9 @@ from skcdc.training import stages
 from skcdc.training.consensus import RestartConsensus, fit_consensus
 
 # Short, unconstrained runs disagree with each other, so there is something to combine.
-RUNS = {"epochs": 2, "batch_size": 64, "equipartition": "none", "random_state": 0}
+RUNS = {
+    "epochs": 2, "batch_size": 64, "equipartition": "none", "kmeans_floor": False, "random_state": 0
+}
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from ..sources import is_streamed, iter_blocks, row_range
 from ..views import AugmentedViews, NeighbourViews
 from .callbacks import Checkpoint, ProgressBar
 from .engine import Engine, Phase
+from .floor import HELD_OUT_FACTOR
 from .relocation import EmptyClusterRelocation
 
 __all__ = ["Run", "build_network", "input_normalizer", "make_views", "train_run"]
@@ -55,11 +56,14 @@ class Run:
     stop_reason: str | None
 
 
-def make_views(plan: Plan, X: Any, verbose: int = 0, world: World = SINGLE) -> Views:
+def make_views(
+    plan: Plan, X: Any, verbose: int = 0, world: World = SINGLE, held_out: bool = False
+) -> Views:
     """What draws the two views of each sample: augmentations of an image
     (images move to the device once, as uint8, so batches never cross the
     bus) or a nearest neighbour of a vector (one search serves every run; its
-    queries are shared out among the ranks of ``world``). Vectors in memory
+    queries are shared out among the ranks of ``world``; with ``held_out``
+    it also finds the neighbours that :mod:`.floor` reads). Vectors in memory
     move to the device once; streamed ones (:mod:`skcdc.sources`) are read a
     batch at a time."""
     if plan.images:
@@ -72,7 +76,7 @@ def make_views(plan: Plan, X: Any, verbose: int = 0, world: World = SINGLE) -> V
         data = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32, device=plan.device)
     return NeighbourViews(
         data, plan.n_neighbors, metric=plan.metric, device=plan.device, verbose=verbose,
-        world=world,
+        world=world, n_held_out=(HELD_OUT_FACTOR - 1) * plan.n_neighbors if held_out else 0,
     )
 
 

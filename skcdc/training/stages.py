@@ -32,6 +32,7 @@ from ..sources import fingerprint, is_streamed
 from ..views import NeighbourViews
 from .consensus import RestartConsensus, fit_consensus
 from .engine import INTERRUPTED
+from .floor import kmeans_floor
 from .runs import Run, input_normalizer, make_views, train_run
 
 __all__ = ["Result", "train"]
@@ -45,6 +46,9 @@ class Result:
     label-free score of every run of the first stage, ``refinement_scores``
     those of the refinement stage's runs (empty when it did not run);
     ``consensus`` whether ``run.network`` is the consensus of the runs;
+    ``floor`` whether it is k-means' partition (:mod:`.floor`), and
+    ``floor_scores`` the held-out neighbour agreement of the trained
+    partition and of k-means' (empty when k-means did not run);
     ``planned_epochs`` how many epochs the plan had, all stages together;
     ``neighbour_search`` the report of the neighbour search of vector input
     (of the refinement stage in image mode), None where there was none.
@@ -55,6 +59,8 @@ class Result:
     planned_epochs: int
     stop_reason: str | None = None
     consensus: bool = False
+    floor: bool = False
+    floor_scores: tuple[float, ...] = ()
     refinement_scores: list[float] = field(default_factory=list)
     neighbour_search: NeighbourSearch | None = None
 
@@ -71,7 +77,8 @@ def train(
     """Train ``plan`` on validated X (a float table or a uint8/float image
     tensor), in this process or, data-parallel, in every process of ``world``
     (each rank calls it alike and gets the same result)."""
-    views = make_views(plan, X, verbose, world)
+    floor = plan.kmeans_floor and not is_streamed(X)
+    views = make_views(plan, X, verbose, world, held_out=floor)
     seeds = [_draw_seed(random_state) for _ in range(plan.n_init)]
     runs, stop_reason = _train_runs(plan, X, views, seeds, checkpoint_dir, verbose, world)
     result = Result(
@@ -83,6 +90,8 @@ def train(
     )
     if plan.consensus and len(runs) > 1 and stop_reason is None:
         result = _consensus_or_best(result, runs, views, _draw_seed(random_state))
+    if floor and stop_reason is None:
+        result = kmeans_floor(result, X, views, _draw_seed(random_state), world)
     if plan.refinement is not None and stop_reason is None:
         subfolder = None if checkpoint_dir is None else Path(checkpoint_dir) / "refine"
         result = _refine(

@@ -1,0 +1,110 @@
+"""The k-means floor: a fit on vectors never keeps a partition that the
+label-free check rates below k-means on the same input.
+
+A user who picks :class:`~skcdc.CDCClustering` over ``KMeans`` should not
+end up with worse clusters. After the runs (and their consensus), a fit on
+vectors also runs k-means on its input and keeps whichever of the two
+partitions agrees better with *held-out* neighbours: those of ranks
+``n_neighbors + 1`` to ``HELD_OUT_FACTOR * n_neighbors``. The network was
+trained to agree with the first ``n_neighbors`` (its positive pairs), so a
+score read on them rates any trained network above k-means whatever the two
+are worth; the next neighbours were never paired, and rate both alike.
+
+:class:`NearestCentroid` is the kept k-means partition as a network, so that
+``predict``, ``predict_proba``, ``transform`` and the saved model work as for
+any fit: its logits are the log-posterior of the isotropic Gaussian mixture
+that k-means implies (equal weights, one variance), and its instance part is
+the trained network's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+
+from .._inference import module_device
+from ..distributed import SINGLE, World
+from ..scoring import neighbour_agreement
+from ..views import NeighbourViews
+
+if TYPE_CHECKING:
+    from .stages import Result
+
+__all__ = ["HELD_OUT_FACTOR", "NearestCentroid", "kmeans_floor"]
+
+# The held-out neighbours run from rank n_neighbors + 1 to this many times
+# n_neighbors: as many again as the positives, twice over.
+HELD_OUT_FACTOR = 3
+# The starts of KMeans' own long-standing default.
+KMEANS_N_INIT = 10
+
+
+class NearestCentroid(nn.Module):
+    """k-means centres read as a network that returns ``(logits, z)``.
+
+    Parameters
+    ----------
+    network : nn.Module
+        The trained network whose instance vectors are returned.
+    centers : Tensor of shape (n_clusters, n_features)
+        The k-means centres, in input space.
+    variance : float
+        The per-coordinate variance of the input around its centres.
+    """
+
+    def __init__(self, network: nn.Module, centers: torch.Tensor, variance: float) -> None:
+        super().__init__()
+        self.network = network
+        # Buffers, so that a state dict restores them into a skeleton.
+        self.register_buffer("centers", torch.as_tensor(centers, dtype=torch.float32))
+        self.register_buffer("variance", torch.as_tensor(variance, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, z = self.network(x)
+        return _centroid_logits(x.float(), self.centers, self.variance), z
+
+
+def _centroid_logits(
+    x: torch.Tensor, centers: torch.Tensor, variance: torch.Tensor
+) -> torch.Tensor:
+    distances = (x * x).sum(1, keepdim=True) - 2 * x @ centers.T + (centers**2).sum(1)
+    return -distances.clamp_min(0) / (2 * variance)
+
+
+def held_out_agreement(labels: np.ndarray, views: NeighbourViews) -> float:
+    """Agreement of ``labels`` with the neighbours no positive pair joined."""
+    return neighbour_agreement(labels, views.held_out.cpu().numpy())
+
+
+def kmeans_floor(
+    result: Result, X: np.ndarray, views: NeighbourViews, seed: int, world: World = SINGLE
+) -> Result:
+    """``result`` with its partition replaced by k-means' when k-means'
+    agrees better with the held-out neighbours; either way the result
+    records both scores. Every rank of ``world`` ends with rank 0's k-means."""
+    run = result.run
+    n_clusters = run.logits.shape[1]
+    kmeans = KMeans(n_clusters, n_init=KMEANS_N_INIT, random_state=seed).fit(X)
+    centers = torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32)
+    variance = torch.tensor(kmeans.inertia_ / X.size, dtype=torch.float32).clamp_min(1e-12)
+    # sklearn's threads may split ties differently on different machines.
+    world.broadcast([centers, variance])
+    network = NearestCentroid(run.network, centers, float(variance))
+    network = network.to(module_device(run.network))
+    # From X alone: no second pass of the trained network over it.
+    logits = _centroid_logits(
+        torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32), centers, variance
+    ).numpy()
+    labels = logits.argmax(axis=1).astype(np.int32)
+    scores = (held_out_agreement(run.labels, views), held_out_agreement(labels, views))
+    result = replace(result, floor_scores=scores)
+    if scores[1] <= scores[0]:
+        return result
+    kept = replace(run, network=network, labels=labels, logits=logits)
+    return replace(result, run=kept, floor=True)
+
