@@ -76,7 +76,7 @@ def test_ablation_reads_named_and_parameter_variants():
     assert variant("n_init=3") == {"n_init": 3}
     assert variant('self_labelling_epochs=30, metric="cosine"') == {
         "self_labelling_epochs": 30, "metric": "cosine"}
-    assert variant("hidden_dim=256") == {"network_params": {"hidden_dim": 256}}
+    assert variant('negative_weighting="hard" (literal reading)') == {"negative_weighting": "hard"}
     for bad in ("no_such_parameter=1", "n_init", "n_init=)"):
         with pytest.raises(argparse.ArgumentTypeError):
             variant(bad)

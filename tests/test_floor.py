@@ -11,6 +11,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from skcdc import CDCClustering, persistence
+from skcdc._inference import predict_labels
 from skcdc.neighbours import neighbour_search
 from skcdc.scoring import neighbour_agreement
 from skcdc.training.floor import NearestCentroid
@@ -79,10 +80,14 @@ def test_trained_partition_kept_when_it_agrees_at_least_as_well(separated):
 
 
 @pytest.mark.filterwarnings("ignore:Cluster collapse")
-def test_switched_off(separated):
+def test_switched_off_keeps_the_partition_the_floor_replaced(separated, floored):
     X, _ = separated
     model = CDCClustering(6, batch_size=64, kmeans_floor=False, random_state=0, **WEAK).fit(X)
     assert not model.kmeans_floor_ and model.floor_scores_.shape == (0,)
+    # The floor runs after training: what it replaced is this fit's partition
+    # (benchmarks/ablation.py reads the row without the floor off it).
+    replaced = predict_labels(floored.network_.network, X)
+    np.testing.assert_array_equal(replaced, model.labels_)
 
 
 def test_held_out_neighbours_follow_the_positives():
