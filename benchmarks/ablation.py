@@ -28,6 +28,7 @@ from pathlib import Path
 import datasets as D
 import numpy as np
 import pandas as pd
+import purity
 import torch
 from sklearn.cluster import KMeans
 
@@ -36,6 +37,7 @@ from skcdc.metrics import cluster_accuracy_score as accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "ablation.csv"
+PURITY = ROOT / "benchmarks" / "results" / "purity.csv"
 KMEANS = "KMeans(n_init=10)"
 DEFAULT = "default"
 NO_FLOOR = "kmeans_floor=False"
@@ -83,7 +85,13 @@ def fit_rows(data: D.Dataset, dataset: str, name: str, params: dict, seed: int) 
     else:
         model = CDCClustering(data.n_clusters, random_state=seed, **params).fit(data.X)
         labels = model.labels_
-        extra = {"kmeans_floor": bool(model.kmeans_floor_)}
+        # The held-out agreement of the trained partition and of k-means'.
+        scores = list(model.floor_scores_) or [np.nan, np.nan]
+        extra = {
+            "kmeans_floor": bool(model.kmeans_floor_),
+            "score_trained": scores[0],
+            "score_kmeans": scores[1],
+        }
     row = {
         "dataset": dataset, "variant": name, "seed": seed, "ACC": accuracy(data.y, labels),
         "clusters_used": np.unique(labels).size, "fit_s": time.perf_counter() - start,
@@ -148,7 +156,20 @@ def report(results: pd.DataFrame, out: Path) -> None:
         "`benchmarks/results/ablation.csv`. Machine: "
         + "; ".join(sorted(results["machine"].unique())) + ".\n\n"
     )
-    out.write_text(header + "\n".join(lines) + "\n")
+    out.write_text(header + "\n".join(lines) + "\n" + _purity_section())
+
+
+def _purity_section() -> str:
+    """The kNN label purity of the sets (``benchmarks/purity.py``), when measured."""
+    if not PURITY.exists():
+        return ""
+    return (
+        "\n## What neighbour positives can give\n\n"
+        "`python benchmarks/purity.py`: the share of each sample's nearest neighbours "
+        "(Euclidean, the estimator's default) that carry its own class, the purity of "
+        "frozen-feature mode's positive pairs.\n\n"
+        + purity.to_markdown(pd.read_csv(PURITY)) + "\n"
+    )
 
 
 def main(argv=None) -> None:

@@ -109,3 +109,20 @@ def test_scale_mixtures_are_memmaps_with_their_labels_and_tabled(tmp_path, monke
     record = {"rows": 1000, "clusters": 7, "method": "cdc", "ACC": 0.5, "neighbour_search": "exact"}
     table = scale.report([record])
     assert "| 1,000 | 7 | cdc | 0.500 |" in table and "| exact |" in table
+
+
+def test_ablation_page_has_the_suite_mean_and_each_rows_largest_fall(tmp_path):
+    ablation = _benchmark_module("ablation")
+    rows = [
+        {"dataset": dataset, "variant": variant, "seed": seed, "ACC": acc, "machine": "m"}
+        for dataset, accs in (("digits", (0.9, 0.8, 0.7)), ("wine", (0.6, 0.9, 0.9)))
+        for variant, acc in zip(("KMeans(n_init=10)", "default", "n_init=1"), accs, strict=True)
+        for seed in (0, 1)
+    ]
+    page = tmp_path / "ablation.md"
+    ablation.report(pd.DataFrame(rows), page)
+    lines = {line.split(" | ")[0]: line for line in page.read_text().splitlines()}
+    # default: digits 0.8, wine 0.9; n_init=1 falls 0.1 on digits, none on wine.
+    assert "| 0.850 |" in lines["| default"]
+    assert lines["| n_init=1"].endswith("| 0.800 | +0.100 |")
+    assert "0.600 ± 0.000 (2)" in lines["| KMeans(n_init=10)"]
