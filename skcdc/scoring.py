@@ -20,19 +20,26 @@ from .neighbours import neighbour_search
 __all__ = ["neighbour_agreement", "neighbour_graph"]
 
 
-def neighbour_agreement(labels: np.ndarray, neighbors: np.ndarray) -> float:
+def neighbour_agreement(
+    labels: np.ndarray, neighbors: np.ndarray, rows: np.ndarray | None = None
+) -> float:
     """Mutual information (nats) between each sample's cluster and its neighbours'.
 
     Parameters
     ----------
     labels : ndarray of shape (n_samples,)
-    neighbors : ndarray of shape (n_samples, k)
-        Row ``i`` holds the indices of sample ``i``'s neighbours.
+    neighbors : ndarray of shape (n_samples, k) or (n_rows, k)
+        Row ``i`` holds the indices of sample ``i``'s neighbours (of sample
+        ``rows[i]``'s when ``rows`` is given).
+    rows : ndarray of shape (n_rows,), default=None
+        The samples whose neighbours ``neighbors`` holds, repeats allowed
+        (a bootstrap draw); by default every sample in order.
     """
     if neighbors.shape[1] < 1:
         return 0.0
     k = neighbors.shape[1]
-    return float(mutual_info_score(np.repeat(labels, k), labels[neighbors.ravel()]))
+    own = labels if rows is None else labels[rows]
+    return float(mutual_info_score(np.repeat(own, k), labels[neighbors.ravel()]))
 
 
 def neighbour_graph(X: Any, n_neighbors: int, metric: str = "euclidean") -> np.ndarray:

@@ -14,7 +14,8 @@ from skcdc import CDCClustering, persistence
 from skcdc._inference import predict_labels
 from skcdc.neighbours import neighbour_search
 from skcdc.scoring import neighbour_agreement
-from skcdc.training.floor import NearestCentroid
+from skcdc.training import floor
+from skcdc.training.floor import NearestCentroid, agreement_gap_error
 from skcdc.views import NeighbourViews
 
 # One epoch without the equal-size constraint: a partition k-means beats.
@@ -70,13 +71,22 @@ def test_floored_model_survives_save_load_and_pickle(tmp_path, separated, floore
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(floored)).predict(X), floored.labels_)
 
 
-def test_trained_partition_kept_when_it_agrees_at_least_as_well(separated):
-    X, _ = separated
-    # Trained to the end on separated blobs: both find the blobs, a tie.
+class _BlindKMeans(KMeans):
+    """k-means of the input drowned in noise: centres that ignore the blobs."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        noise = np.random.default_rng(0).normal(scale=100.0, size=X.shape)
+        return super().fit(X + noise.astype(X.dtype))
+
+
+def test_trained_partition_kept_when_it_agrees_clearly_better(separated, monkeypatch):
+    X, y = separated
+    monkeypatch.setattr(floor, "KMeans", _BlindKMeans)
     model = CDCClustering(6, batch_size=64, n_init=1, random_state=0).fit(X)
     assert not model.kmeans_floor_
-    assert model.floor_scores_[0] >= model.floor_scores_[1]
+    assert model.floor_scores_[0] > model.floor_scores_[1]
     assert not isinstance(model.network_, NearestCentroid)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
 
 
 @pytest.mark.filterwarnings("ignore:Cluster collapse")
@@ -108,5 +118,17 @@ def test_floor_scores_read_the_held_out_neighbours(separated, floored):
     found, _ = neighbour_search(X, 30, device=torch.device("cpu"))
     held_out = found[:, 10:].numpy()
     assert neighbour_agreement(floored.labels_, held_out) == pytest.approx(
-        floored.floor_scores_.max()
+        floored.floor_scores_[1]
     )
+
+
+def test_gap_error_is_zero_for_one_partition_and_positive_for_two():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 300)
+    other = labels.copy()
+    other[:60] = rng.integers(0, 4, 60)
+    neighbors = rng.integers(0, 300, (300, 8))
+    assert agreement_gap_error(labels, labels, neighbors, seed=0) == 0.0
+    error = agreement_gap_error(labels, other, neighbors, seed=0)
+    assert error > 0
+    assert error == agreement_gap_error(labels, other, neighbors, seed=0)

@@ -8,7 +8,12 @@ partitions agrees better with *held-out* neighbours: those of ranks
 ``n_neighbors + 1`` to ``HELD_OUT_FACTOR * n_neighbors``. The network was
 trained to agree with the first ``n_neighbors`` (its positive pairs), so a
 score read on them rates any trained network above k-means whatever the two
-are worth; the next neighbours were never paired, and rate both alike.
+are worth; the next neighbours were never paired, and rate both more alike.
+They still lie close to the positives, so a little of that bias remains, and
+the score of either partition is an estimate from one sample of rows: the
+trained partition is kept only when it wins by at least ``Z_MARGIN`` standard
+errors of the difference (a paired bootstrap over the rows), and k-means' is
+kept otherwise, the baseline unless the evidence is clear.
 
 :class:`NearestCentroid` is the kept k-means partition as a network, so that
 ``predict``, ``predict_proba``, ``transform`` and the saved model work as for
@@ -42,6 +47,10 @@ __all__ = ["HELD_OUT_FACTOR", "NearestCentroid", "kmeans_floor"]
 HELD_OUT_FACTOR = 3
 # The starts of KMeans' own long-standing default.
 KMEANS_N_INIT = 10
+# The trained partition must beat k-means' held-out agreement by this many
+# standard errors, estimated from this many bootstrap draws of the rows.
+Z_MARGIN = 2.0
+BOOTSTRAP_DRAWS = 30
 
 
 class NearestCentroid(nn.Module):
@@ -81,12 +90,30 @@ def held_out_agreement(labels: np.ndarray, views: NeighbourViews) -> float:
     return neighbour_agreement(labels, views.held_out.cpu().numpy())
 
 
+def agreement_gap_error(
+    trained: np.ndarray, other: np.ndarray, neighbors: np.ndarray, seed: int
+) -> float:
+    """Standard error of ``agreement(trained) - agreement(other)`` on the
+    graph ``neighbors``, by a paired bootstrap: both partitions are scored on
+    the same draws of rows (with their neighbours)."""
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(BOOTSTRAP_DRAWS):
+        rows = rng.integers(0, len(trained), len(trained))
+        gaps.append(
+            neighbour_agreement(trained, neighbors[rows], rows=rows)
+            - neighbour_agreement(other, neighbors[rows], rows=rows)
+        )
+    return float(np.std(gaps))
+
+
 def kmeans_floor(
     result: Result, X: np.ndarray, views: NeighbourViews, seed: int, world: World = SINGLE
 ) -> Result:
-    """``result`` with its partition replaced by k-means' when k-means'
-    agrees better with the held-out neighbours; either way the result
-    records both scores. Every rank of ``world`` ends with rank 0's k-means."""
+    """``result`` with its partition replaced by k-means' unless the trained
+    one agrees clearly better with the held-out neighbours; either way the
+    result records both scores. Every rank of ``world`` ends with rank 0's
+    k-means."""
     run = result.run
     n_clusters = run.logits.shape[1]
     kmeans = KMeans(n_clusters, n_init=KMEANS_N_INIT, random_state=seed).fit(X)
@@ -103,7 +130,9 @@ def kmeans_floor(
     labels = logits.argmax(axis=1).astype(np.int32)
     scores = (held_out_agreement(run.labels, views), held_out_agreement(labels, views))
     result = replace(result, floor_scores=scores)
-    if scores[1] <= scores[0]:
+    error = agreement_gap_error(run.labels, labels, views.held_out.cpu().numpy(), seed)
+    # Identical partitions tie with no error: the trained one stays.
+    if scores[0] - scores[1] >= Z_MARGIN * error:
         return result
     kept = replace(run, network=network, labels=labels, logits=logits)
     return replace(result, run=kept, floor=True)
