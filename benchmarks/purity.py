@@ -9,7 +9,8 @@ of classes and their size ratio, the settings that decide how hard a set is.
     python benchmarks/purity.py                       # every vector set of the suite
     python benchmarks/purity.py --datasets digits iris --neighbors 10 20
 
-Writes ``benchmarks/results/purity.csv`` and prints a markdown table.
+Writes ``benchmarks/results/purity.csv`` (replacing the rows of the sets it
+measured) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def main(argv=None) -> None:
         rows.append(describe(name, args.neighbors))
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
+    if args.out.exists():
+        # Rows of other sets measured earlier stay.
+        earlier = pd.read_csv(args.out)
+        table = pd.concat([earlier[~earlier["dataset"].isin(table["dataset"])], table])
     table.to_csv(args.out, index=False)
     print(to_markdown(table))
 
