@@ -114,8 +114,12 @@ def _labels(network: torch.nn.Module, X: np.ndarray) -> np.ndarray:
 
 
 def machine() -> str:
+    from skcdc.devices import native_bfloat16
+
+    precision = "bfloat16 autocast" if native_bfloat16(torch.device("cpu")) else "float32"
     return (
         f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        f", {precision} on the CPU"
     )
 
 
