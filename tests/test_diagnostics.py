@@ -33,9 +33,11 @@ class ConstantNetwork(nn.Module):
 )
 def test_collapse_is_reported_in_history_and_warned(blobs, equipartition, advice):
     X, _ = blobs
+    # Without the floor, which would replace the collapsed partition by k-means'.
     with pytest.warns(CollapseWarning, match=f"2 of 3 clusters are empty.*{advice}"):
         model = CDCClustering(
-            3, network=ConstantNetwork, equipartition=equipartition, **{**FAST, "epochs": 2}
+            3, network=ConstantNetwork, equipartition=equipartition, kmeans_floor=False,
+            **{**FAST, "epochs": 2},
         ).fit(X)
     assert (model.history_["n_empty_clusters"] == 2).all()
     assert (model.history_["largest_cluster"] == 1.0).all()
