@@ -32,7 +32,7 @@ FAST = {"epochs": 10, "batch_size": 64, "n_init": 1, "random_state": 0}
 
 
 def test_has_the_parameters_a_user_sets_and_no_more():
-    assert len(CDCClustering().get_params()) <= 25
+    assert len(CDCClustering().get_params()) <= 26
 
 
 def test_recovers_separated_clusters(blobs, fitted):
@@ -180,8 +180,10 @@ class TinyNetwork(nn.Module):
 
 def test_user_network_class_with_kwargs(blobs):
     X, _ = blobs
+    # Without the floor, whose k-means partition would wrap the network.
     model = CDCClustering(
-        3, network=TinyNetwork, network_params={"width": 7, "instance_dim": 5}, **FAST
+        3, network=TinyNetwork, network_params={"width": 7, "instance_dim": 5},
+        kmeans_floor=False, **FAST,
     ).fit(X)
     assert model.network_[1].body[0].out_features == 7
     assert model.transform(X[:4]).shape == (4, 8)
