@@ -127,12 +127,10 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         samples 4 on vectors and 3 on images; above, 3 on vectors and 1 on
         images. Each restart costs one more run.
     kmeans_floor : bool, default=True
-        On vectors, also run ``KMeans`` on X and keep its partition when it
-        agrees better than the trained one with each sample's next
-        ``2 * n_neighbors`` neighbours, those beyond the positive pairs
-        (``docs/method.md``): the fit never ends below the k-means a user
-        would have run instead, by this label-free check. Up to 100000 rows
-        held in memory; ``False`` keeps the trained partition always.
+        On vectors held in memory (up to 100000 rows), also run ``KMeans``
+        on X and keep its partition unless the trained one agrees clearly
+        better with each sample's next ``2 * n_neighbors`` neighbours, those
+        beyond the positive pairs (``docs/method.md``).
     epochs : int or "auto", default="auto"
         Passes over the data in the CDC phase of each run. ``"auto"``: on
         vectors 30 up to 5000 samples and 20 above (at least 100 optimiser
@@ -205,9 +203,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         then labels by the nearest k-means centre and its instance part is
         the trained network's.
     floor_scores_ : ndarray of shape (2,) or (0,)
-        Agreement with the held-out neighbours (mutual information, nats) of
-        the trained partition and of k-means'; empty when k-means did not
-        run.
+        Held-out neighbour agreement (nats) of the trained partition and of
+        k-means'; empty when k-means did not run.
     neighbour_search_ : NeighbourSearch or None
         Which neighbour search found the positives of vector input
         (``"exact"`` or ``"hnsw"``), its seconds and its recall measured on a
