@@ -93,8 +93,9 @@ class Plan:
     ``network`` is the class built for each run with ``network_params``;
     ``consensus`` says whether the consensus of the ``n_init`` runs competes
     with the best-scored run; ``kmeans_floor`` whether k-means on the input
-    competes with the kept partition (:mod:`skcdc.training.floor`); ``keep_outputs`` whether the runs' logits and
-    instance vectors of the training data are kept (else only their labels);
+    competes with the kept partition (:mod:`skcdc.training.floor`);
+    ``keep_outputs`` whether the runs' logits and instance vectors of the
+    training data are kept (else only their labels);
     ``refinement`` is image mode's second stage (a plan over the trained
     backbone's features) or None.
     """

@@ -1,10 +1,10 @@
-"""The k-means floor: a fit on vectors never keeps a partition that the
-label-free check rates below k-means on the same input.
+"""The k-means floor: a fit on vectors keeps k-means' partition of its input
+unless a label-free check rates the trained partition clearly above it.
 
 A user who picks :class:`~skcdc.CDCClustering` over ``KMeans`` should not
 end up with worse clusters. After the runs (and their consensus), a fit on
-vectors also runs k-means on its input and keeps whichever of the two
-partitions agrees better with *held-out* neighbours: those of ranks
+vectors also runs k-means on its input and compares the two partitions by
+their agreement with *held-out* neighbours: those of ranks
 ``n_neighbors + 1`` to ``HELD_OUT_FACTOR * n_neighbors``. The network was
 trained to agree with the first ``n_neighbors`` (its positive pairs), so a
 score read on them rates any trained network above k-means whatever the two
