@@ -85,11 +85,6 @@ def _centroid_logits(
     return -distances.clamp_min(0) / (2 * variance)
 
 
-def held_out_agreement(labels: np.ndarray, views: NeighbourViews) -> float:
-    """Agreement of ``labels`` with the neighbours no positive pair joined."""
-    return neighbour_agreement(labels, views.held_out.cpu().numpy())
-
-
 def agreement_gap_error(
     trained: np.ndarray, other: np.ndarray, neighbors: np.ndarray, seed: int
 ) -> float:
@@ -128,9 +123,11 @@ def kmeans_floor(
         torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32), centers, variance
     ).numpy()
     labels = logits.argmax(axis=1).astype(np.int32)
-    scores = (held_out_agreement(run.labels, views), held_out_agreement(labels, views))
+    # The neighbours no positive pair joined.
+    held_out = views.held_out.cpu().numpy()
+    scores = (neighbour_agreement(run.labels, held_out), neighbour_agreement(labels, held_out))
     result = replace(result, floor_scores=scores)
-    error = agreement_gap_error(run.labels, labels, views.held_out.cpu().numpy(), seed)
+    error = agreement_gap_error(run.labels, labels, held_out, seed)
     # Identical partitions tie with no error: the trained one stays.
     if scores[0] - scores[1] >= Z_MARGIN * error:
         return result
