@@ -33,6 +33,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from skcdc import CDCClustering
+from skcdc._inference import predict_labels
 from skcdc.metrics import cluster_accuracy_score as accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,18 +100,13 @@ def fit_rows(data: D.Dataset, dataset: str, name: str, params: dict, seed: int) 
     }
     rows = [row]
     if name == DEFAULT:
-        trained = model.network_.network if model.kmeans_floor_ else model.network_
-        # The same network's labels as the fit without the floor would give.
-        trained_labels = labels if not model.kmeans_floor_ else _labels(trained, data.X)
+        # The network the floor wrapped labels as the fit without the floor would.
+        trained_labels = (
+            predict_labels(model.network_.network, data.X) if model.kmeans_floor_ else labels
+        )
         rows.append({**row, "variant": NO_FLOOR, "ACC": accuracy(data.y, trained_labels),
                      "clusters_used": np.unique(trained_labels).size, "kmeans_floor": False})
     return rows
-
-
-def _labels(network: torch.nn.Module, X: np.ndarray) -> np.ndarray:
-    from skcdc._inference import predict_labels
-
-    return predict_labels(network, X)
 
 
 def machine() -> str:
