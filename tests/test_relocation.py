@@ -9,7 +9,7 @@ from sklearn.datasets import make_blobs
 from torch.utils.data import RandomSampler
 
 from skcdc.loss import CDCLoss
-from skcdc.networks import VectorCDCNetwork
+from skcdc.networks import CDCHeads, VectorCDCNetwork
 from skcdc.training.engine import Engine, Phase
 from skcdc.training.relocation import EmptyClusterRelocation, bisect, split_row, two_means_split
 from skcdc.views import NeighbourViews
@@ -112,6 +112,37 @@ def test_bisect_gains_more_on_a_merged_pair_than_on_a_larger_single_group():
     # The single group has the larger inertia, the pair the larger gain.
     assert (single - single.mean(0)).square().sum() > (pair - pair.mean(0)).square().sum()
     assert bisect(pair).gain > bisect(single).gain
+
+
+def test_several_dead_clusters_each_split_another_merged_pair():
+    # Eight groups at the corners of a cube, merged in pairs into the four
+    # live rows; the four dead rows must take one group each, which needs
+    # each relocation to see the labels the previous ones left.
+    g = torch.Generator().manual_seed(0)
+    corners = torch.tensor([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)]) * 8.0
+    centers = torch.cat([corners, torch.zeros(8, 3)], dim=1)
+    groups = torch.arange(8).repeat_interleave(50)
+    h = centers[groups] + 0.5 * torch.randn(400, 6, generator=g)
+    heads = CDCHeads(6, 8, instance_dim=4)
+    # Row i holds the midpoint of groups 2i and 2i + 1 (nearest-centre logits).
+    midpoints = centers.view(4, 2, 6).mean(1)
+    with torch.no_grad():
+        heads.categorical.weight.zero_()
+        heads.categorical.weight[:4] = midpoints
+        heads.categorical.bias[:4] = -0.5 * midpoints.square().sum(1)
+        heads.categorical.bias[4:] = -100.0
+    relocation = EmptyClusterRelocation()
+    relocation._heads = heads
+    dead = torch.tensor([[False] * 4 + [True] * 4])
+
+    assert relocation._relocate(h, dead) == 4
+
+    with torch.no_grad():
+        labels = heads.categorical(h).argmax(1)
+    assert len(labels.unique()) == 8
+    # Each group lies whole in one cluster of its own.
+    for group in range(8):
+        assert len(labels[groups == group].unique()) == 1
 
 
 def test_nothing_to_cut_in_identical_inputs():

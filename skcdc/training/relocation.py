@@ -207,7 +207,8 @@ class EmptyClusterRelocation(Callback):
                 rows = slice(head * n_clusters, (head + 1) * n_clusters)
                 weight, bias = layer.weight[rows], layer.bias[rows]
                 dead_rows = torch.nonzero(dead[head]).flatten().tolist()
-                labels = (h @ weight.T.float() + bias.float()).argmax(1)
+                logits = h @ weight.T.float() + bias.float()
+                best, labels = logits.max(1)
                 live = set(labels.unique().tolist()) - set(dead_rows)
                 cuts = {c: bisect(h[labels == c]) for c in live}
                 for empty in dead_rows:
@@ -219,12 +220,20 @@ class EmptyClusterRelocation(Callback):
                     source = max(cuts, key=lambda c: cuts[c].gain)
                     split_row(weight, bias, cuts[source], source, empty)
                     relocated += 1
-                    # Only the two rows just written changed: re-cut the
-                    # clusters whose members moved, so that a second dead
-                    # cluster sees the first one's cut, and leave the other
-                    # cuts as they are (K bisections per relocation, not K
-                    # per dead cluster).
-                    new_labels = (h @ weight.T.float() + bias.float()).argmax(1)
+                    # Only row ``empty`` changed: recompute its logits alone
+                    # (one column, not an N x K product per dead cluster),
+                    # re-cut the clusters whose members moved, so that a
+                    # second dead cluster sees the first one's cut, and leave
+                    # the other cuts as they are.
+                    column = h @ weight[empty].float() + bias[empty].float()
+                    logits[:, empty] = column
+                    gains = column > best
+                    new_labels = torch.where(gains, empty, labels)
+                    # The dead row's own members (if any) whose logit fell.
+                    lost = (labels == empty) & ~gains
+                    if lost.any():
+                        new_labels[lost] = logits[lost].argmax(1)
+                    best = logits.gather(1, new_labels[:, None]).squeeze(1)
                     moved = labels != new_labels
                     changed = set(labels[moved].tolist()) | set(new_labels[moved].tolist())
                     changed = (changed | {source}) - set(dead_rows)
