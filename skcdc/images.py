@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from .distributed import SINGLE, World
 from .sources import is_npy_path, is_vector_dataset
@@ -230,12 +229,11 @@ def _read_image_file(path: str) -> Any:
         return image.convert("L" if grey else "RGB")
 
 
-_TO_IMAGE = v2.ToImage()
-
-
 def _decode(item: Any) -> torch.Tensor:
     """A dataset item's image as a plain (C, H, W) tensor."""
-    image = _TO_IMAGE(_image_of(item)).as_subclass(torch.Tensor)
+    from torchvision.transforms import v2
+
+    image = v2.functional.to_image(_image_of(item)).as_subclass(torch.Tensor)
     return image if image.dtype == torch.uint8 else image.float()
 
 

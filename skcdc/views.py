@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torchvision.transforms import v2
 
-from .augmentation import RandomSubpixelAffine, batched
 from .distributed import SINGLE, World
 from .images import StreamedImages
 from .neighbours import METRICS, NeighbourSearch, neighbour_search
 from .sources import n_rows, read_rows
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 __all__ = ["METRICS", "AugmentedViews", "NeighbourViews", "default_augmentation"]
 
@@ -147,6 +148,11 @@ def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
 
     Colour jitter of saturation and hue, and greying, only apply to RGB.
     """
+    # torchvision (and the part of torch it pulls in) loads with image mode,
+    # not with ``import skcdc``.
+    from torchvision.transforms import v2
+
+    from .augmentation import RandomSubpixelAffine
     size = (height, width)
     rgb = channels == 3
     if max(height, width) < 32:
@@ -211,6 +217,8 @@ class AugmentedViews:
         self.images = images
         self.augmentation = augmentation
         self.device = device
+        from .augmentation import batched
+
         # A v2 recipe of supported steps runs on the whole batch at once.
         self._batched = batched(augmentation, tuple(images.shape[2:]))
 
