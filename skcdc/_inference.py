@@ -18,10 +18,12 @@ __all__ = [
     "forward",
     "input_blocks",
     "is_images",
+    "logits_of",
     "module_device",
     "output_blocks",
     "paired_blocks",
     "predict_labels",
+    "predict_outputs",
     "softmax",
 ]
 
@@ -49,9 +51,52 @@ def predict_labels(network: nn.Module, X: Any, world: World = SINGLE) -> np.ndar
     processes (``world``), each labels its block of rows and all get every
     label."""
     rows = world.shard(len(X))
-    labels = list(output_blocks(network, X, lambda out: out[0].argmax(dim=1).int(), rows))
+    labels = list(output_blocks(network, X, lambda out: logits_of(out).argmax(dim=1).int(), rows))
     labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32)
     return world.gather_rows(labels)
+
+
+def predict_outputs(
+    network: nn.Module, X: Any, dtype: np.dtype, world: World = SINGLE
+) -> np.ndarray:
+    """The cluster probabilities of validated X, followed by the instance
+    vectors when ``network`` returns ``(logits, z)``: the softmax is taken on
+    the device block by block and each block written into one array of
+    ``dtype``, so that no (N, K) logits array, nor a concatenation of blocks,
+    is ever made. With several processes (``world``), each computes its block
+    of rows and all get every row."""
+
+    def probabilities(out: Any) -> torch.Tensor:
+        proba = torch.softmax(logits_of(out).float(), dim=1)
+        return proba if isinstance(out, torch.Tensor) else torch.cat([proba, out[1].float()], 1)
+
+    start, stop, _ = world.shard(len(X)).indices(X.shape[0])
+    out: np.ndarray | None = None
+    position = 0
+    for block in output_blocks(network, X, probabilities, slice(start, stop)):
+        if out is None:
+            out = np.empty((stop - start, block.shape[1]), dtype=dtype)
+        out[position : position + len(block)] = block
+        position += len(block)
+    if out is None:
+        width = _output_width(network, X)
+        out = np.zeros((0, width), dtype=dtype)
+    return world.gather_rows(out)
+
+
+def _output_width(network: nn.Module, X: Any) -> int:
+    """The width of :func:`predict_outputs` for no rows, from one dummy sample."""
+    dummy = np.zeros((1, *X.shape[1:]), dtype=np.float32)
+    if is_images(X):
+        dummy = torch.zeros((1, *X.shape[1:]), dtype=torch.uint8)
+    out = next(output_blocks(network, dummy))
+    return sum(part.shape[1] for part in (out if isinstance(out, tuple) else (out,)))
+
+
+def logits_of(out: Any) -> torch.Tensor:
+    """The logits of a network's output: the output itself (an inference
+    copy's) or the first of ``(logits, z)``."""
+    return out if isinstance(out, torch.Tensor) else out[0]
 
 
 def output_blocks(

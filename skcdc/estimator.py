@@ -20,7 +20,8 @@ from torch import nn
 from . import _validation, distributed
 from ._centers import cluster_centers
 from ._diagnostics import warn_collapse, warn_stopped
-from ._inference import forward, is_images, predict_labels, softmax
+from ._inference import forward, is_images, predict_labels, predict_outputs, softmax
+from ._inference_network import inference_network
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device
@@ -385,6 +386,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     ) -> None:
         run = result.run
         self.network_ = run.network
+        self._make_inference_copies()
         self.device_ = plan.device
         self.best_head_ = run.best_head
         self.history_ = run.history
@@ -450,12 +452,22 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return X
 
-    def _forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | torch.Tensor]:
-        """Logits, instance vectors and the validated X itself."""
+    def _make_inference_copies(self) -> None:
+        """The copies of ``network_`` that prediction runs (batch
+        normalisation folded, one head; :mod:`skcdc._inference_network`):
+        made once per fitted or loaded network, never pickled."""
+        self._inference_copies = {
+            with_instance: inference_network(self.network_, with_instance)
+            for with_instance in (False, True)
+        }
+
+    def _predict_outputs(self, X: Any, with_instance: bool) -> np.ndarray:
+        """Cluster probabilities (and instance vectors) of X, in the dtype of
+        :meth:`transform`."""
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
-        logits, z = forward(self.network_, X)
-        return logits, z, X
+        network = self._inference_copies[with_instance]
+        return predict_outputs(network, X, _output_dtype(X), distributed.current_world())
 
     def predict(self, X: Any) -> np.ndarray:
         """Cluster of each sample: the argmax of its categorical logits.
@@ -473,7 +485,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
         # Under torchrun, every rank labels its block of rows.
-        return predict_labels(self.network_, X, distributed.current_world())
+        return predict_labels(self._inference_copies[False], X, distributed.current_world())
 
     def fit_predict(self, X: Any, y: None = None) -> np.ndarray:
         """Fit on X and return the training labels (``labels_``)."""
@@ -491,8 +503,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_clusters)
             Rows sum to 1.
         """
-        logits, _, X = self._forward(X)
-        return softmax(logits).astype(_output_dtype(X), copy=False)
+        return self._predict_outputs(X, with_instance=False)
 
     def transform(self, X: Any) -> np.ndarray:
         """The disentangled representation of X.
@@ -509,8 +520,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ``get_feature_names_out`` names them ``categorical<k>`` and
             ``instance<j>``.
         """
-        logits, z, X = self._forward(X)
-        return np.hstack([softmax(logits), z]).astype(_output_dtype(X), copy=False)
+        return self._predict_outputs(X, with_instance=True)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the columns of :meth:`transform`.
@@ -533,7 +543,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     def _instance_dim(self) -> int:
         """Width of the instance part, read off the network by one sample."""
         shape = self.image_shape_ if hasattr(self, "image_shape_") else (self.n_features_in_,)
-        _, z = forward(self.network_, np.zeros((1, *shape), dtype=np.float32))
+        _, z = forward(self._inference_copies[True], np.zeros((1, *shape), dtype=np.float32))
         return z.shape[1]
 
     def score(self, X: Any, y: None = None) -> float:
@@ -560,20 +570,23 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
         if is_images(X):
-            logits, z = forward(self.network_, X)
+            logits, z = forward(self._inference_copies[True], X)
             labels = logits.argmax(axis=1)
             neighbors = neighbour_graph(z, self.n_neighbors)
         else:
-            labels = predict_labels(self.network_, X)
+            labels = predict_labels(self._inference_copies[False], X)
             neighbors = neighbour_graph(X, self.n_neighbors, self.metric)
         return neighbour_agreement(labels, neighbors)
 
     def __getstate__(self) -> dict:
         # The network is pickled on the CPU, so that a model fitted on a GPU
         # loads on a machine without one.
-        state = super().__getstate__()
+        # A copy: object.__getstate__ returns the instance's own __dict__.
+        state = dict(super().__getstate__())
         if "network_" in state:
             state["network_"] = copy.deepcopy(state["network_"]).cpu()
+        # Made again from network_ on loading.
+        state.pop("_inference_copies", None)
         state["_skcdc_version"] = __version__
         return state
 
@@ -588,6 +601,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
         super().__setstate__(state)
+        if "network_" in state:
+            self._make_inference_copies()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

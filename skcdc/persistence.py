@@ -144,6 +144,7 @@ def load_model(path: str | os.PathLike) -> CDCClustering:
     model.network_ = _skeleton(model)
     model.network_.load_state_dict(payload["network"])
     model.network_.eval()
+    model._make_inference_copies()
     model.device_ = torch.device("cpu")
     return model
 

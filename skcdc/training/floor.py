@@ -40,7 +40,7 @@ from ..views import NeighbourViews
 if TYPE_CHECKING:
     from .stages import Result
 
-__all__ = ["HELD_OUT_FACTOR", "NearestCentroid", "kmeans_floor"]
+__all__ = ["HELD_OUT_FACTOR", "NearestCentroid", "centroid_logits", "kmeans_floor"]
 
 # The held-out neighbours run from rank n_neighbors + 1 to this many times
 # n_neighbors: as many again as the positives, twice over.
@@ -75,10 +75,10 @@ class NearestCentroid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _, z = self.network(x)
-        return _centroid_logits(x.float(), self.centers, self.variance), z
+        return centroid_logits(x.float(), self.centers, self.variance), z
 
 
-def _centroid_logits(
+def centroid_logits(
     x: torch.Tensor, centers: torch.Tensor, variance: torch.Tensor
 ) -> torch.Tensor:
     distances = (x * x).sum(1, keepdim=True) - 2 * x @ centers.T + (centers**2).sum(1)
@@ -119,7 +119,7 @@ def kmeans_floor(
     network = NearestCentroid(run.network, centers, float(variance))
     network = network.to(module_device(run.network))
     # From X alone: no second pass of the trained network over it.
-    logits = _centroid_logits(
+    logits = centroid_logits(
         torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32), centers, variance
     ).numpy()
     labels = logits.argmax(axis=1).astype(np.int32)

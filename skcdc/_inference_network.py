@@ -1,0 +1,220 @@
+"""Inference copies of a fitted network: only the layers a prediction needs.
+
+Training leaves a network that computes everything the loss read: the input
+scaling, the encoder with batch normalisation as its own pass, every
+categorical head and the instance head. A label needs one head's logits, so
+the copy made here keeps the input scaling and the encoder, folds the scaling
+and every batch normalisation (with its running statistics) into the linear
+or convolution layer before it, and keeps only the rows of the categorical
+layer of the head the fit kept. ``with_instance=True`` keeps the instance
+head as well, for :meth:`~skcdc.CDCClustering.transform`.
+
+The folded copy computes the same function in exact arithmetic; in float32
+its logits differ from the training network's by rounding (about 1e-6 of
+their size). A network whose structure is not one of skcdc's own (a user's
+``network`` class) is used as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.experimental.optimization import fuse
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from .networks import (
+    BackboneFeatures,
+    CDCHeads,
+    ImageCDCNetwork,
+    InputScaler,
+    MLPEncoder,
+    SelectHead,
+    VectorCDCNetwork,
+)
+from .training.consensus import RestartConsensus
+from .training.floor import NearestCentroid, centroid_logits
+
+__all__ = ["LogitsOnly", "inference_network"]
+
+
+def inference_network(network: nn.Module, with_instance: bool = False) -> nn.Module:
+    """An evaluation-mode copy of a fitted ``network_`` that returns its
+    logits alone or, ``with_instance``, ``(logits, z)``; where its structure
+    is not skcdc's, the network itself (with ``with_instance``) or
+    :class:`LogitsOnly` of it."""
+    copied = _copy(network, with_instance)
+    if copied is None:
+        copied = network if with_instance else LogitsOnly(network)
+    return copied.eval()
+
+
+def _copy(network: nn.Module, with_instance: bool) -> nn.Module | None:
+    if isinstance(network, NearestCentroid):
+        if not with_instance:
+            return CentroidLogits(network.centers, network.variance)
+        inner = _copy(network.network, with_instance=True)
+        return None if inner is None else NearestCentroid(inner, network.centers, network.variance)
+    if isinstance(network, RestartConsensus):
+        reference = int(network.reference)
+        # Only the reference run's instance vectors are returned.
+        runs = [
+            _copy_run(run, int(head), with_instance and index == reference)
+            for index, (run, head) in enumerate(zip(network.runs, network.heads, strict=True))
+        ]
+        if any(run is None for run in runs):
+            return None
+        return ConsensusCopy(runs, network.centers, network.variance, reference, with_instance)
+    if isinstance(network, nn.Sequential) and isinstance(network[-1], SelectHead):
+        return _copy_run(network[:-1], network[-1].head, with_instance)
+    return None
+
+
+def _copy_run(run: nn.Module, head: int, with_instance: bool) -> nn.Module | None:
+    """``Sequential(*input stages, skcdc network)`` as a folded encoder and
+    the kept head."""
+    if not isinstance(run, nn.Sequential):
+        return None
+    *stages, network = run
+    if isinstance(network, VectorCDCNetwork):
+        encoder: nn.Module = network.encoder
+    elif isinstance(network, ImageCDCNetwork):
+        encoder = BackboneFeatures(network.backbone)
+    else:
+        return None
+    heads = KeptHead(network.heads, head, with_instance)
+    return nn.Sequential(_fold(nn.Sequential(*stages, encoder)), heads)
+
+
+def _fold(encoder: nn.Sequential) -> nn.Sequential:
+    """A copy of ``encoder`` with input scaling and batch normalisation folded
+    into the linear and convolution layers before them."""
+    layers = _fold_input_scaling(_flatten(copy.deepcopy(encoder)))
+    folded: list[nn.Module] = []
+    for layer in layers:
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and folded:
+            previous = folded[-1]
+            if isinstance(previous, nn.Linear) and isinstance(layer, nn.BatchNorm1d):
+                folded[-1] = fuse_linear_bn_eval(previous.eval(), layer.eval())
+                continue
+            if isinstance(previous, nn.Conv2d) and isinstance(layer, nn.BatchNorm2d):
+                folded[-1] = fuse_conv_bn_eval(previous.eval(), layer.eval())
+                continue
+        if isinstance(layer, BackboneFeatures):
+            layer = BackboneFeatures(_fuse_traced(layer.backbone))
+        folded.append(layer)
+    return nn.Sequential(*folded)
+
+
+def _fuse_traced(backbone: nn.Module) -> nn.Module:
+    """torch.fx's fusion of convolution and batch normalisation over a
+    backbone (a small CNN, a ResNet); one it cannot trace (a user's) is kept
+    as it is."""
+    try:
+        return fuse(backbone.eval())
+    except Exception:  # noqa: BLE001 - any tracing failure means: keep it unfused
+        return backbone
+
+
+def _flatten(module: nn.Module) -> list[nn.Module]:
+    """Nested ``Sequential`` containers and the MLP encoder as one list of
+    layers, without those that do nothing in evaluation mode."""
+    if isinstance(module, (nn.Dropout, nn.Identity)):
+        return []
+    if type(module) in (nn.Sequential, MLPEncoder):
+        return [layer for child in module for layer in _flatten(child)]
+    return [module]
+
+
+def _fold_input_scaling(layers: list[nn.Module]) -> list[nn.Module]:
+    """``InputScaler`` followed by ``Linear`` as one ``Linear``:
+    ``W ((x - m) / s) + b = (W / s) x + (b - W m / s)``."""
+    out: list[nn.Module] = []
+    for layer in layers:
+        previous = out[-1] if out else None
+        if isinstance(layer, nn.Linear) and isinstance(previous, InputScaler):
+            with torch.no_grad():
+                weight = layer.weight / previous.scale
+                bias = layer.bias if layer.bias is not None else torch.zeros_like(weight[:, 0])
+                merged = nn.Linear(layer.in_features, layer.out_features).to(weight.device)
+                merged.weight.copy_(weight)
+                merged.bias.copy_(bias - weight @ previous.mean)
+            out[-1] = merged
+        else:
+            out.append(layer)
+    return out
+
+
+class LogitsOnly(nn.Module):
+    """The logits of a network that returns ``(logits, z)``."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)[0]
+
+
+class KeptHead(nn.Module):
+    """The categorical rows of one head of :class:`~skcdc.networks.CDCHeads`
+    (and its instance head, ``with_instance``)."""
+
+    def __init__(self, heads: CDCHeads, head: int, with_instance: bool) -> None:
+        super().__init__()
+        rows = slice(head * heads.n_clusters, (head + 1) * heads.n_clusters)
+        source = heads.categorical
+        self.categorical = nn.Linear(source.in_features, heads.n_clusters)
+        with torch.no_grad():
+            self.categorical.weight.copy_(source.weight[rows])
+            self.categorical.bias.copy_(source.bias[rows])
+        self.categorical.to(source.weight.device)
+        self.instance = copy.deepcopy(heads.instance) if with_instance else None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.categorical(h)
+        if self.instance is None:
+            return logits
+        return logits, F.normalize(self.instance(h), dim=1)
+
+
+class CentroidLogits(nn.Module):
+    """The logits of a k-means partition kept by the floor, from the input
+    alone (no network runs)."""
+
+    def __init__(self, centers: torch.Tensor, variance: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("centers", centers.clone())
+        self.register_buffer("variance", variance.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return centroid_logits(x.float(), self.centers, self.variance)
+
+
+class ConsensusCopy(nn.Module):
+    """:class:`~skcdc.training.consensus.RestartConsensus` over inference
+    copies of its runs (each returning its kept head's logits, and the
+    reference run its instance vectors too, ``with_instance``)."""
+
+    def __init__(
+        self,
+        runs: list[nn.Module],
+        centers: torch.Tensor,
+        variance: torch.Tensor,
+        reference: int,
+        with_instance: bool,
+    ) -> None:
+        super().__init__()
+        self.consensus = RestartConsensus(runs, [0] * len(runs), centers, float(variance), reference)
+        self.reference = reference
+        self.with_instance = with_instance
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        outputs = [run(x) for run in self.consensus.runs]
+        if not self.with_instance:
+            return self.consensus.combine(outputs)
+        z = outputs[self.reference][1]
+        outputs[self.reference] = outputs[self.reference][0]
+        return self.consensus.combine(outputs), z
