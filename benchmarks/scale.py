@@ -39,6 +39,9 @@ METHODS = ("cdc", "minibatch-kmeans", "faiss-kmeans")
 OVERLAP = 0.5
 IMBALANCE = 10.0
 BLOCK = 100_000
+# predict_proba and transform are timed on this many rows (their outputs are
+# N x (K + 128) floats).
+OUTPUT_ROWS = 100_000
 
 
 def mixture_path(n: int, k: int, d: int, overlap: float, imbalance: float, seed: int) -> Path:
@@ -135,6 +138,12 @@ def run_one(method: str, n: int, k: int, d: int, seed: int) -> dict:
     record["torch_threads"] = torch.get_num_threads()
     if method == "cdc":
         record["bare_seconds_per_epoch"] = bare_epoch_seconds(model, n, d)
+        # After the peak-memory reading: their outputs are N x (K + 128) floats.
+        rows = X[:OUTPUT_ROWS]
+        for name in ("predict_proba", "transform"):
+            start = time.perf_counter()
+            getattr(model, name)(rows)
+            record[f"{name}_rows_per_second"] = len(rows) / (time.perf_counter() - start)
     return record
 
 
@@ -196,6 +205,8 @@ _COLUMNS = (
     ("peak_rss_gb", "peak RSS GB", "{:.2f}"),
     ("data_gb", "data GB", "{:.2f}"),
     ("predict_rows_per_second", "predict rows/s", "{:,.0f}"),
+    ("predict_proba_rows_per_second", "predict_proba rows/s", "{:,.0f}"),
+    ("transform_rows_per_second", "transform rows/s", "{:,.0f}"),
     ("device", "device", "{}"),
 )
 

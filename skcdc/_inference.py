@@ -56,13 +56,11 @@ def predict_labels(network: nn.Module, X: Any, world: World = SINGLE) -> np.ndar
     return world.gather_rows(labels)
 
 
-def predict_outputs(
-    network: nn.Module, X: Any, dtype: np.dtype, world: World = SINGLE
-) -> np.ndarray:
+def predict_outputs(network: nn.Module, X: Any, world: World = SINGLE) -> np.ndarray:
     """The cluster probabilities of validated X, followed by the instance
     vectors when ``network`` returns ``(logits, z)``: the softmax is taken on
-    the device block by block and each block written into one array of
-    ``dtype``, so that no (N, K) logits array, nor a concatenation of blocks,
+    the device block by block and each block written into one array (float64
+    for float64 tables, float32 otherwise), so that no (N, K) logits array, nor a concatenation of blocks,
     is ever made. With several processes (``world``), each computes its block
     of rows and all get every row."""
 
@@ -70,6 +68,7 @@ def predict_outputs(
         proba = torch.softmax(logits_of(out).float(), dim=1)
         return proba if isinstance(out, torch.Tensor) else torch.cat([proba, out[1].float()], 1)
 
+    dtype = np.float64 if getattr(X, "dtype", None) == np.float64 else np.float32
     start, stop, _ = world.shard(len(X)).indices(X.shape[0])
     out: np.ndarray | None = None
     position = 0

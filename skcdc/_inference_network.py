@@ -138,13 +138,19 @@ def _fold_input_scaling(layers: list[nn.Module]) -> list[nn.Module]:
             with torch.no_grad():
                 weight = layer.weight / previous.scale
                 bias = layer.bias if layer.bias is not None else torch.zeros_like(weight[:, 0])
-                merged = nn.Linear(layer.in_features, layer.out_features).to(weight.device)
+                merged = _linear(layer.in_features, layer.out_features, weight.device)
                 merged.weight.copy_(weight)
                 merged.bias.copy_(bias - weight @ previous.mean)
             out[-1] = merged
         else:
             out.append(layer)
     return out
+
+
+def _linear(in_features: int, out_features: int, device: torch.device) -> nn.Linear:
+    """A linear layer to be filled: no random initialisation, which would
+    draw from the caller's global torch generator."""
+    return torch.nn.utils.skip_init(nn.Linear, in_features, out_features, device=device)
 
 
 class LogitsOnly(nn.Module):
@@ -166,11 +172,10 @@ class KeptHead(nn.Module):
         super().__init__()
         rows = slice(head * heads.n_clusters, (head + 1) * heads.n_clusters)
         source = heads.categorical
-        self.categorical = nn.Linear(source.in_features, heads.n_clusters)
+        self.categorical = _linear(source.in_features, heads.n_clusters, source.weight.device)
         with torch.no_grad():
             self.categorical.weight.copy_(source.weight[rows])
             self.categorical.bias.copy_(source.bias[rows])
-        self.categorical.to(source.weight.device)
         self.instance = copy.deepcopy(heads.instance) if with_instance else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

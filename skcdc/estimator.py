@@ -453,21 +453,12 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         return X
 
     def _make_inference_copies(self) -> None:
-        """The copies of ``network_`` that prediction runs (batch
-        normalisation folded, one head; :mod:`skcdc._inference_network`):
-        made once per fitted or loaded network, never pickled."""
+        """What prediction runs (:mod:`skcdc._inference_network`): made once
+        per fitted or loaded network, never pickled."""
         self._inference_copies = {
             with_instance: inference_network(self.network_, with_instance)
             for with_instance in (False, True)
         }
-
-    def _predict_outputs(self, X: Any, with_instance: bool) -> np.ndarray:
-        """Cluster probabilities (and instance vectors) of X, in the dtype of
-        :meth:`transform`."""
-        check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
-        network = self._inference_copies[with_instance]
-        return predict_outputs(network, X, _output_dtype(X), distributed.current_world())
 
     def predict(self, X: Any) -> np.ndarray:
         """Cluster of each sample: the argmax of its categorical logits.
@@ -503,7 +494,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_clusters)
             Rows sum to 1.
         """
-        return self._predict_outputs(X, with_instance=False)
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        return predict_outputs(self._inference_copies[False], X, distributed.current_world())
 
     def transform(self, X: Any) -> np.ndarray:
         """The disentangled representation of X.
@@ -520,7 +513,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ``get_feature_names_out`` names them ``categorical<k>`` and
             ``instance<j>``.
         """
-        return self._predict_outputs(X, with_instance=True)
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        return predict_outputs(self._inference_copies[True], X, distributed.current_world())
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the columns of :meth:`transform`.
@@ -608,8 +603,3 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-
-def _output_dtype(X: Any) -> np.dtype:
-    """float64 for float64 tables, float32 otherwise (images, other dtypes)."""
-    return np.dtype(np.float64) if getattr(X, "dtype", None) == np.float64 else np.dtype(np.float32)
