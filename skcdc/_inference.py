@@ -33,9 +33,7 @@ BLOCK_ROWS = 4096
 BLOCK_IMAGES = 512
 
 
-def forward(
-    network: nn.Module, X: np.ndarray | torch.Tensor, world: World = SINGLE
-) -> tuple[np.ndarray, np.ndarray]:
+def forward(network: nn.Module, X: Any, world: World = SINGLE) -> tuple[np.ndarray, np.ndarray]:
     """Logits and instance vectors of validated X (a table or images); with
     several processes (``world``), each computes those of its block of rows
     and all get every row's."""
@@ -51,8 +49,8 @@ def predict_labels(network: nn.Module, X: Any, world: World = SINGLE) -> np.ndar
     processes (``world``), each labels its block of rows and all get every
     label."""
     rows = world.shard(len(X))
-    labels = list(output_blocks(network, X, lambda out: logits_of(out).argmax(dim=1).int(), rows))
-    labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32)
+    blocks = list(output_blocks(network, X, lambda out: logits_of(out).argmax(dim=1).int(), rows))
+    labels = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int32)
     return world.gather_rows(labels)
 
 
@@ -60,8 +58,8 @@ def predict_outputs(network: nn.Module, X: Any, world: World = SINGLE) -> np.nda
     """The cluster probabilities of validated X, followed by the instance
     vectors when ``network`` returns ``(logits, z)``: the softmax is taken on
     the device block by block and each block written into one array (float64
-    for float64 tables, float32 otherwise), so that no (N, K) logits array, nor a concatenation of blocks,
-    is ever made. With several processes (``world``), each computes its block
+    for float64 tables, float32 otherwise), so that no (N, K) logits array,
+    nor a concatenation of blocks, is ever made. With several processes (``world``), each computes its block
     of rows and all get every row."""
 
     def probabilities(out: Any) -> torch.Tensor:
@@ -85,7 +83,7 @@ def predict_outputs(network: nn.Module, X: Any, world: World = SINGLE) -> np.nda
 
 def _output_width(network: nn.Module, X: Any) -> int:
     """The width of :func:`predict_outputs` for no rows, from one dummy sample."""
-    dummy = np.zeros((1, *X.shape[1:]), dtype=np.float32)
+    dummy: np.ndarray | torch.Tensor = np.zeros((1, *X.shape[1:]), dtype=np.float32)
     if is_images(X):
         dummy = torch.zeros((1, *X.shape[1:]), dtype=torch.uint8)
     out = next(output_blocks(network, dummy))

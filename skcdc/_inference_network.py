@@ -64,9 +64,10 @@ def _copy(network: nn.Module, with_instance: bool) -> nn.Module | None:
             _copy_run(run, int(head), with_instance and index == reference)
             for index, (run, head) in enumerate(zip(network.runs, network.heads, strict=True))
         ]
-        if any(run is None for run in runs):
+        kept = [run for run in runs if run is not None]
+        if len(kept) < len(runs):
             return None
-        return ConsensusCopy(runs, network.centers, network.variance, reference, with_instance)
+        return ConsensusCopy(kept, network.centers, network.variance, reference, with_instance)
     if isinstance(network, nn.Sequential) and isinstance(network[-1], SelectHead):
         return _copy_run(network[:-1], network[-1].head, with_instance)
     return None
@@ -124,7 +125,7 @@ def _flatten(module: nn.Module) -> list[nn.Module]:
     if isinstance(module, (nn.Dropout, nn.Identity)):
         return []
     if type(module) in (nn.Sequential, MLPEncoder):
-        return [layer for child in module for layer in _flatten(child)]
+        return [layer for child in module.children() for layer in _flatten(child)]
     return [module]
 
 
@@ -188,6 +189,9 @@ class KeptHead(nn.Module):
 class CentroidLogits(nn.Module):
     """The logits of a k-means partition kept by the floor, from the input
     alone (no network runs)."""
+
+    centers: torch.Tensor
+    variance: torch.Tensor
 
     def __init__(self, centers: torch.Tensor, variance: torch.Tensor) -> None:
         super().__init__()

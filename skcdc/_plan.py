@@ -214,7 +214,7 @@ def epoch_steps(n_samples: int, batch_size: int) -> int:
 
 def _n_init(n_init: int | str, n_samples: int, images: bool) -> int:
     if n_init != "auto":
-        return n_init
+        return int(n_init)
     if n_samples <= SMALL_DATA:
         return N_INIT_SMALL_IMAGES if images else N_INIT_SMALL_VECTORS
     # Full restarts of an encoder trained end to end on many images would
@@ -234,7 +234,7 @@ def _self_labelling_epochs(
     requested: int | str, n_samples: int, steps_per_epoch: int, images: bool
 ) -> int:
     if requested != "auto":
-        return requested
+        return int(requested)
     # Self-labelling needs an encoder that already clusters; while an image
     # encoder is trained end to end, the refinement stage does it instead.
     if images:
@@ -277,9 +277,11 @@ def _mixed_precision(requested: bool, device: torch.device, images: bool) -> boo
 
 
 def _augmentation(augmentation: Callable | str, image_shape: tuple[int, ...] | None) -> Callable:
-    if augmentation == "auto":
-        return default_augmentation(*image_shape)
-    return augmentation
+    if not isinstance(augmentation, str):
+        return augmentation
+    if image_shape is None:
+        raise ValueError("The default augmentation needs the shape of the images.")
+    return default_augmentation(*image_shape)
 
 
 def _network(

@@ -32,7 +32,8 @@ in YIQ space.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -162,11 +163,12 @@ def _warp(images: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
     return out.clamp(0, 1) if mode == "bicubic" else out
 
 
-def _uniform(low: float, high: float, n: int) -> torch.Tensor:
+def _uniform(bounds: Sequence[float], n: int) -> torch.Tensor:
+    low, high = bounds
     return low + (high - low) * torch.rand(n)
 
 
-def _affine(step: object, apply: torch.Tensor, n: int, height: int, width: int) -> torch.Tensor:
+def _affine(step: Any, apply: torch.Tensor, n: int, height: int, width: int) -> torch.Tensor:
     """Per-image 3x3 matrices mapping output coordinates to input coordinates."""
     matrix = torch.eye(3).repeat(n, 1, 1)
     if isinstance(step, v2.RandomResizedCrop):
@@ -180,7 +182,7 @@ def _affine(step: object, apply: torch.Tensor, n: int, height: int, width: int) 
     elif isinstance(step, v2.RandomHorizontalFlip):
         matrix[:, 0, 0] = 1.0 - 2.0 * (torch.rand(n) < step.p).float()
     else:  # RandomAffine or RandomSubpixelAffine: rotation, zoom, translation
-        angle = torch.deg2rad(_uniform(*step.degrees, n))
+        angle = torch.deg2rad(_uniform(step.degrees, n))
         cos, sin = angle.cos(), angle.sin()
         # v2 turns the image counter-clockwise by the angle: an output pixel
         # samples the input turned back (y points down), in pixel units
@@ -189,13 +191,13 @@ def _affine(step: object, apply: torch.Tensor, n: int, height: int, width: int) 
         matrix[:, 0, 0], matrix[:, 0, 1] = cos, sin / aspect
         matrix[:, 1, 0], matrix[:, 1, 1] = -sin * aspect, cos
         if step.scale is not None:  # v2 zooms by s: an output pixel samples x / s
-            matrix[:, :2, :2] /= _uniform(*step.scale, n)[:, None, None]
+            matrix[:, :2, :2] /= _uniform(step.scale, n)[:, None, None]
         if step.translate is not None:
             # In pixels (normalised coordinates span 2): whole ones, as v2
             # rounds them, unless the step is sub-pixel. The image is moved
             # after turning, so the output samples R^-1 (x - t).
             dx, dy = step.translate[0] * width, step.translate[1] * height
-            shift = torch.stack([_uniform(-dx, dx, n), _uniform(-dy, dy, n)], dim=1)
+            shift = torch.stack([_uniform((-dx, dx), n), _uniform((-dy, dy), n)], dim=1)
             if not isinstance(step, RandomSubpixelAffine):
                 shift = shift.round()
             shift = shift * torch.tensor([2 / width, 2 / height])
@@ -210,8 +212,8 @@ def _crop_boxes(
     """Per-image crop sizes in whole pixels, drawn as v2 draws them: up to
     ``tries`` (area, ratio) draws until the box fits, else the whole image
     (v2's fallback for a ratio range that contains the image's own)."""
-    area = _uniform(*step.scale, n * tries).view(n, tries) * (height * width)
-    ratio = _uniform(math.log(step.ratio[0]), math.log(step.ratio[1]), n * tries).view(n, tries)
+    area = _uniform(step.scale, n * tries).view(n, tries) * (height * width)
+    ratio = _uniform((math.log(step.ratio[0]), math.log(step.ratio[1])), n * tries).view(n, tries)
     ratio = ratio.exp()
     box_w = (area * ratio).sqrt().round()
     box_h = (area / ratio).sqrt().round()
@@ -234,7 +236,7 @@ def _factor(bounds: tuple[float, float] | None, apply: torch.Tensor, like: torch
     """Per-image factors (B, 1, 1, 1); 1 (no change) where not applied."""
     if bounds is None:
         return None
-    factor = _uniform(*bounds, apply.shape[0]).to(like.device, like.dtype)
+    factor = _uniform(bounds, apply.shape[0]).to(like.device, like.dtype)
     return torch.where(apply, factor, torch.ones_like(factor)).view(-1, 1, 1, 1)
 
 
@@ -267,7 +269,7 @@ def _colour_jitter(step: v2.ColorJitter, images: torch.Tensor, apply: torch.Tens
         if saturation is not None:
             adjustments.append(lambda x, rows: _blend(x, _grey(x), saturation[rows]))
         if step.hue is not None:
-            shift = _uniform(*step.hue, images.shape[0]).to(images.device, images.dtype)
+            shift = _uniform(step.hue, images.shape[0]).to(images.device, images.dtype)
             adjustments.append(lambda x, rows: _rotate_hue(x, shift[rows], apply[rows]))
     # order[i, s]: which adjustment image i gets in slot s (on the CPU: no device sync).
     order = torch.rand(images.shape[0], len(adjustments)).argsort(dim=1)
@@ -306,7 +308,7 @@ def _blur(images: torch.Tensor, step: v2.GaussianBlur, apply: torch.Tensor) -> t
     """Separable Gaussian blur with a per-image sigma, as one grouped convolution."""
     n, channels, height, width = images.shape
     size = step.kernel_size[0]
-    sigma = _uniform(*step.sigma, n).to(images.device, images.dtype)
+    sigma = _uniform(step.sigma, n).to(images.device, images.dtype)
     offsets = torch.arange(size, device=images.device, dtype=images.dtype) - size // 2
     kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma[:, None] ** 2))
     kernel = kernel / kernel.sum(1, keepdim=True)

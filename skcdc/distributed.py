@@ -176,7 +176,12 @@ class World:
             return _nothing
         layers = [m for m in module.modules() if isinstance(m, _BatchNorm)]
         for layer in layers:
-            layer.forward = functools.partial(_global_batch_norm, layer, self.size)
+            # An instance attribute shadows the class's forward until restore
+            # deletes it; the layer's parameters and state dict stay its own.
+            # mypy rejects assigning to a method, which is the point here.
+            layer.forward = functools.partial(  # type: ignore[method-assign]
+                _global_batch_norm, layer, self.size
+            )
 
         def restore() -> None:
             for layer in layers:
@@ -271,15 +276,18 @@ def _global_batch_norm(layer: _BatchNorm, size: int, x: torch.Tensor) -> torch.T
     y = (wide - mean.reshape(shape)) * torch.rsqrt(variance.reshape(shape) + layer.eps)
     if layer.affine:
         y = y * layer.weight.reshape(shape) + layer.bias.reshape(shape)
-    if layer.track_running_stats:
+    # Layers that track no running statistics hold None in their place.
+    running_mean, running_var = layer.running_mean, layer.running_var
+    tracked = layer.num_batches_tracked
+    if running_mean is not None and running_var is not None and tracked is not None:
         with torch.no_grad():
-            layer.num_batches_tracked += 1
+            tracked += 1
             momentum = layer.momentum
             if momentum is None:  # a cumulative average, as torch's
-                momentum = 1.0 / float(layer.num_batches_tracked)
+                momentum = 1.0 / float(tracked)
             unbiased = variance * count / max(count - 1, 1)
-            layer.running_mean.lerp_(mean.to(layer.running_mean.dtype), momentum)
-            layer.running_var.lerp_(unbiased.to(layer.running_var.dtype), momentum)
+            running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+            running_var.lerp_(unbiased.to(running_var.dtype), momentum)
     return y.to(x.dtype)
 
 

@@ -246,6 +246,11 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     (2, 138)
     """
 
+    # Set by fit, on vectors and on images: annotated only (no class
+    # attribute), so that hasattr still tells which input a model saw.
+    n_features_in_: int
+    image_shape_: tuple[int, ...]
+
     _parameter_constraints: ClassVar[dict] = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "mode": [StrOptions({"auto", "features", "images"})],

@@ -15,6 +15,7 @@ in [0, 1]. All images must share one size; resize them beforehand (e.g. a
 from __future__ import annotations
 
 import os
+from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +100,12 @@ class StreamedImages:
     """
 
     def __init__(self, dataset: Dataset, num_workers: int = 0, world: World = SINGLE) -> None:
-        try:
-            n_items = len(dataset)
-        except TypeError as exc:
+        if not isinstance(dataset, Sized):
             raise TypeError(
                 "The dataset must have a length (a map-style torch Dataset); an iterable "
                 "dataset cannot be indexed for positive pairs."
-            ) from exc
+            )
+        n_items = len(dataset)
         if n_items == 0:
             raise ValueError("The dataset is empty: image mode needs at least 2 images.")
         self.dataset = dataset

@@ -211,7 +211,7 @@ class LossOutput:
 class _HeadwiseLoss:
     """A loss defined on one categorical head, applied to every head.
 
-    Subclasses define ``_single_head(logits_a, z_a, logits_b, z_b, index, head)``.
+    Subclasses define ``_single_head``.
     The logits given to ``__call__`` are (B, K), or (B, H, K) for a network
     with H categorical heads: each head then gets its own loss over the shared
     instance part, the mean over heads is optimised, and ``per_head`` keeps
@@ -234,10 +234,19 @@ class _HeadwiseLoss:
             self._single_head(logits_a[:, h], z_a, logits_b[:, h], z_b, index, h)
             for h in range(logits_a.shape[1])
         ]
-        return LossOutput(
-            *(torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS),
-            per_head=torch.stack([o.loss for o in heads]).detach(),
-        )
+        means = {f: torch.stack([getattr(o, f) for o in heads]).mean() for f in _SCALARS}
+        return LossOutput(**means, per_head=torch.stack([o.loss for o in heads]).detach())
+
+    def _single_head(
+        self,
+        logits_a: torch.Tensor,
+        z_a: torch.Tensor,
+        logits_b: torch.Tensor,
+        z_b: torch.Tensor,
+        index: torch.Tensor | None,
+        head: int,
+    ) -> LossOutput:
+        raise NotImplementedError
 
 
 class CDCLoss(_HeadwiseLoss):

@@ -142,7 +142,7 @@ def knn_indices(
 
 
 def _block(
-    data: Any, start: int, stop: int, metric: str, device: torch.device
+    data: Any, start: int, stop: int, metric: str, device: torch.device | str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``start:stop`` as float32 on ``device`` (normalised for the
     cosine metric) and their squared norms."""

@@ -42,6 +42,9 @@ class InputScaler(nn.Module):
     while making training independent of the units of the input.
     """
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
@@ -86,6 +89,9 @@ class InputScaler(nn.Module):
 
 class ChannelNormalizer(nn.Module):
     """Standardises each channel of float images with the training set's statistics."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
@@ -325,9 +331,12 @@ class ImageCDCNetwork(nn.Module):
         super().__init__()
         self.backbone = _make_backbone(backbone, in_channels, image_size, backbone_kwargs or {})
         if backbone_weights is not None:
-            if not isinstance(backbone_weights, dict):
-                backbone_weights = torch.load(backbone_weights, map_location="cpu", weights_only=True)
-            self.backbone.load_state_dict(backbone_weights)
+            state = (
+                backbone_weights
+                if isinstance(backbone_weights, dict)
+                else torch.load(backbone_weights, map_location="cpu", weights_only=True)
+            )
+            self.backbone.load_state_dict(state)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             self.backbone.requires_grad_(False)

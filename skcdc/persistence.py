@@ -19,11 +19,11 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import files
-from ._plan import make_plan
+from ._plan import Plan, make_plan
 from .distributed import current_world
 from .estimator import CDCClustering
 from .neighbours import NeighbourSearch
-from .networks import SelectHead
+from .networks import ImageCDCNetwork, SelectHead
 from .training.consensus import RestartConsensus
 from .training.floor import NearestCentroid
 from .training.runs import build_network, input_normalizer
@@ -134,8 +134,8 @@ def load_model(path: str | os.PathLike) -> CDCClustering:
         setattr(model, name, None if tensor is None else tensor.numpy())
     for name, value in payload["values"].items():
         setattr(model, name, value)
-    if model.neighbour_search_ is not None:
-        model.neighbour_search_ = NeighbourSearch(**model.neighbour_search_)
+    search = payload["values"]["neighbour_search_"]
+    model.neighbour_search_ = None if search is None else NeighbourSearch(**search)
     if hasattr(model, "image_shape_"):
         model.image_shape_ = tuple(model.image_shape_)
     if hasattr(model, "feature_names_in_"):
@@ -147,6 +147,24 @@ def load_model(path: str | os.PathLike) -> CDCClustering:
     model._make_inference_copies()
     model.device_ = torch.device("cpu")
     return model
+
+
+def _refined(network: nn.Sequential, refinement: Plan | None) -> nn.Sequential:
+    """The image network's normalisation and backbone followed by the
+    refinement stage's network of its features."""
+    if refinement is None:
+        raise ValueError(
+            "The file says the model was refined, but its parameters plan no refinement "
+            "stage: it was not written by save_model."
+        )
+    image_network = network[1]
+    if not isinstance(image_network, ImageCDCNetwork):
+        raise TypeError(f"{type(image_network).__name__} is not an image network of skcdc's")
+    encoder = backbone_encoder(network)
+    width = (image_network.heads.categorical.in_features,)
+    features = np.zeros((2, *width), dtype=np.float32)
+    heads = build_network(refinement, input_normalizer(refinement, features), width)
+    return nn.Sequential(*encoder, *heads)
 
 
 def _skeleton(model: CDCClustering) -> nn.Module:
@@ -162,20 +180,17 @@ def _skeleton(model: CDCClustering) -> nn.Module:
         device=torch.device("cpu"),
     )
     normalizer = input_normalizer(plan, like)
-    network = build_network(plan, normalizer, shape)
+    trunk = build_network(plan, normalizer, shape)
     if model.refined_:
-        encoder = backbone_encoder(network)
-        width = (network[1].heads.categorical.in_features,)
-        features = np.zeros((2, *width), dtype=np.float32)
-        heads = build_network(plan.refinement, input_normalizer(plan.refinement, features), width)
-        network = nn.Sequential(*encoder, *heads)
+        trunk = _refined(trunk, plan.refinement)
+    network: nn.Module
     if model.consensus_:
         # The heads, centres and variance are buffers the state dict fills.
-        runs = [network] + [build_network(plan, normalizer, shape) for _ in model.run_scores_[1:]]
+        runs = [trunk] + [build_network(plan, normalizer, shape) for _ in model.run_scores_[1:]]
         centers = torch.zeros(model.n_clusters, len(runs) * model.n_clusters)
         network = RestartConsensus(runs, [0] * len(runs), centers, 1.0, reference=0)
     else:
-        network.append(SelectHead(model.best_head_))
+        network = trunk.append(SelectHead(model.best_head_))
     if model.kmeans_floor_:
         # The centres and variance are buffers the state dict fills.
         network = NearestCentroid(network, torch.zeros(model.n_clusters, shape[0]), 1.0)

@@ -179,8 +179,8 @@ def plot_cluster_examples(
         for column, ax in enumerate(axes[cluster]):
             ax.set_axis_off()
             if column < len(members):
-                image = to_float_images(source[members[column : column + 1]])[0]
-                image = image.permute(1, 2, 0).numpy()
+                pixels = to_float_images(source[members[column : column + 1]])[0]
+                image = pixels.permute(1, 2, 0).numpy()
                 ax.imshow(image[..., 0] if image.shape[2] == 1 else image, cmap="gray", vmin=0, vmax=1)
         axes[cluster, 0].set_title(f"{cluster}", fontsize=7, loc="left")
     return fig

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ class DatasetRows:
     """
 
     def __init__(self, dataset: Dataset) -> None:
+        if not isinstance(dataset, Sized):
+            raise TypeError("The dataset must have a length (a map-style torch Dataset).")
         self.dataset = dataset
         first = _vector_of(dataset[0])
         self.shape = (len(dataset), first.shape[0])
@@ -52,8 +55,8 @@ class DatasetRows:
         return self.shape[0]
 
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
-        indices = range(*key.indices(len(self))) if isinstance(key, slice) else np.asarray(key)
-        indices = [int(i) for i in indices]
+        keys = range(*key.indices(len(self))) if isinstance(key, slice) else np.asarray(key)
+        indices = [int(i) for i in keys]
         getitems = getattr(self.dataset, "__getitems__", None)
         items = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
         if not items:
@@ -72,7 +75,7 @@ def _vector_of(item: Any) -> np.ndarray:
 
 def is_vector_dataset(X: Any) -> bool:
     """A map-style dataset whose first item is a vector (not an image)."""
-    if not isinstance(X, Dataset):
+    if not isinstance(X, Dataset) or not isinstance(X, Sized):
         return False
     try:
         return len(X) > 0 and _vector_of(X[0]).ndim == 1
@@ -131,14 +134,15 @@ def n_rows(data: Any) -> int:
     return int(data.shape[0])
 
 
-def read_block(data: Any, start: int | np.ndarray, stop: int | None, device: torch.device) -> torch.Tensor:
+def read_block(
+    data: Any, start: int | np.ndarray, stop: int | None, device: torch.device | str
+) -> torch.Tensor:
     """Rows ``start:stop`` (or the rows of an index array ``start``) of a
     tensor or an array-like as float32 on ``device``."""
     key = slice(start, stop) if stop is not None else start
     if isinstance(data, torch.Tensor):
-        if not isinstance(key, slice):
-            key = torch.as_tensor(key, device=data.device)
-        return data[key].to(device=device, dtype=torch.float32)
+        index = key if isinstance(key, slice) else torch.as_tensor(key, device=data.device)
+        return data[index].to(device=device, dtype=torch.float32)
     return torch.from_numpy(_float32(data[key])).to(device)
 
 

@@ -210,7 +210,7 @@ class AugmentedViews:
 
     def __init__(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | StreamedImages,
         augmentation: Callable[[torch.Tensor], torch.Tensor],
         device: torch.device,
     ) -> None:

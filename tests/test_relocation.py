@@ -11,7 +11,13 @@ from torch.utils.data import RandomSampler
 from skcdc.loss import CDCLoss
 from skcdc.networks import CDCHeads, VectorCDCNetwork
 from skcdc.training.engine import Engine, Phase
-from skcdc.training.relocation import EmptyClusterRelocation, bisect, split_row, two_means_split
+from skcdc.training.relocation import (
+    EmptyClusterRelocation,
+    _relocate,
+    bisect,
+    split_row,
+    two_means_split,
+)
 from skcdc.views import NeighbourViews
 
 
@@ -131,11 +137,9 @@ def test_several_dead_clusters_each_split_another_merged_pair():
         heads.categorical.weight[:4] = midpoints
         heads.categorical.bias[:4] = -0.5 * midpoints.square().sum(1)
         heads.categorical.bias[4:] = -100.0
-    relocation = EmptyClusterRelocation()
-    relocation._heads = heads
     dead = torch.tensor([[False] * 4 + [True] * 4])
 
-    assert relocation._relocate(h, dead) == 4
+    assert _relocate(heads, h, dead) == 4
 
     with torch.no_grad():
         labels = heads.categorical(h).argmax(1)

@@ -52,7 +52,7 @@ class ProgressBar(Callback):
 
     def __init__(self, **tqdm_kwargs: Any) -> None:
         self.tqdm_kwargs = tqdm_kwargs
-        self._bar = None
+        self._bar: Any = None
 
     def on_train_begin(self, engine: Engine) -> None:
         from tqdm.auto import tqdm

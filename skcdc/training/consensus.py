@@ -57,6 +57,11 @@ class RestartConsensus(nn.Module):
         The run whose instance vectors are returned (the best-scored one).
     """
 
+    heads: torch.Tensor
+    centers: torch.Tensor
+    variance: torch.Tensor
+    reference: torch.Tensor
+
     def __init__(
         self,
         runs: Sequence[nn.Module],

@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, Sampler
+from torch.utils.data import BatchSampler
 
 from .._plan import epoch_steps
 from ..distributed import SINGLE, World
@@ -37,6 +37,15 @@ DIVERGED = "diverged"
 # (views may also load a whole epoch's batches themselves: ``views.epoch``).
 Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
+
+
+class SizedSampler(Protocol):
+    """What the engine draws its global batches from: sample indices, as
+    many as ``len`` says (a torch ``RandomSampler``, a ``DistributedSampler``)."""
+
+    def __iter__(self) -> Iterator[int]: ...
+
+    def __len__(self) -> int: ...
 
 @dataclass
 class Phase:
@@ -118,7 +127,7 @@ class Engine:
         views: Views,
         optimizer: torch.optim.Optimizer,
         *,
-        sampler: Sampler[int] | Iterable[int],
+        sampler: SizedSampler,
         batch_size: int,
         device: torch.device,
         generator: torch.Generator,
@@ -170,8 +179,8 @@ class Engine:
         batches = _shares(
             BatchSampler(self.sampler, self.batch_size, drop_last=True), world, global_batches
         )
-        counts = None
-        head_losses = None
+        counts: torch.Tensor | None = None
+        head_losses: torch.Tensor | None = None
         # Summed on the device and read once per epoch: a .item() per batch
         # would make every CUDA step wait for the GPU.
         totals = {
@@ -207,7 +216,10 @@ class Engine:
             n_batches += 1
             for callback in self.callbacks:
                 callback.on_step_end(self)
-        n_batches = max(n_batches, 1)
+        if counts is None or head_losses is None:
+            raise RuntimeError(
+                f"An epoch of {phase.name} drew no batch of {self.batch_size} samples."
+            )
         self.head_losses = (head_losses / n_batches).tolist()
         self.cluster_counts = counts
         best = int(torch.as_tensor(self.head_losses).argmin())
@@ -249,7 +261,7 @@ class Engine:
                 callback.load_state_dict(_to_device(saved, self.device))
         for phase in self.phases:
             saved = state["criteria"].get(phase.name)
-            if saved is not None:
+            if saved is not None and hasattr(phase.criterion, "load_state_dict"):
                 phase.criterion.load_state_dict(_to_device(saved, self.device))
         if not rng:
             return
@@ -281,7 +293,9 @@ class Engine:
             callback.on_train_begin(self)
         try:
             for phase in self._remaining_phases():
-                log = {"epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase)}
+                log: dict[str, Any] = {
+                    "epoch": self.epoch + 1, "phase": phase.name, **self._run_epoch(phase)
+                }
                 if not math.isfinite(log["loss"]):
                     self.stop_reason = DIVERGED
                     break

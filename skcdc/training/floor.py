@@ -62,11 +62,16 @@ class NearestCentroid(nn.Module):
         The trained network whose instance vectors are returned.
     centers : Tensor of shape (n_clusters, n_features)
         The k-means centres, in input space.
-    variance : float
+    variance : float or Tensor
         The per-coordinate variance of the input around its centres.
     """
 
-    def __init__(self, network: nn.Module, centers: torch.Tensor, variance: float) -> None:
+    centers: torch.Tensor
+    variance: torch.Tensor
+
+    def __init__(
+        self, network: nn.Module, centers: torch.Tensor, variance: float | torch.Tensor
+    ) -> None:
         super().__init__()
         self.network = network
         # Buffers, so that a state dict restores them into a skeleton.
@@ -103,14 +108,18 @@ def agreement_gap_error(
 
 
 def kmeans_floor(
-    result: Result, X: np.ndarray, views: NeighbourViews, seed: int, world: World = SINGLE
+    result: Result,
+    X: np.ndarray,
+    views: NeighbourViews,
+    n_clusters: int,
+    seed: int,
+    world: World = SINGLE,
 ) -> Result:
     """``result`` with its partition replaced by k-means' unless the trained
     one agrees clearly better with the held-out neighbours; either way the
     result records both scores. Every rank of ``world`` ends with rank 0's
     k-means."""
     run = result.run
-    n_clusters = run.logits.shape[1]
     kmeans = KMeans(n_clusters, n_init=KMEANS_N_INIT, random_state=seed).fit(X)
     centers = torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32)
     variance = torch.tensor(kmeans.inertia_ / X.size, dtype=torch.float32).clamp_min(1e-12)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from ..networks import CDCHeads
 from .callbacks import Callback
@@ -131,7 +132,7 @@ class EmptyClusterRelocation(Callback):
         self.stop_before_steps = stop_before_steps
         self.buffer_size = buffer_size
         self._heads: CDCHeads | None = None
-        self._hook = None
+        self._hook: RemovableHandle | None = None
         self._recording = False
         self._buffer: deque = deque()
         self._buffered = 0
@@ -163,6 +164,8 @@ class EmptyClusterRelocation(Callback):
     def _dead(self, engine: Engine, epochs_ahead: int = 0) -> torch.Tensor:
         """Which clusters are dead now, or will be after ``epochs_ahead`` more
         empty epochs."""
+        if self.empty_epochs is None:  # before the first epoch: none
+            return torch.zeros(0, dtype=torch.bool)
         return (self.empty_epochs + epochs_ahead) * engine.steps_per_epoch >= self.patience
 
     def _may_die(self, engine: Engine) -> bool:
@@ -180,68 +183,23 @@ class EmptyClusterRelocation(Callback):
             self._buffered -= self._buffer.popleft().shape[0]
 
     def on_epoch_end(self, engine: Engine, log: dict) -> None:
-        if self._heads is None:
+        heads, counts = self._heads, engine.cluster_counts
+        if heads is None or counts is None:
             return
-        empty = (engine.cluster_counts == 0).long()
+        empty = (counts == 0).long()
         previous = self.empty_epochs if self.empty_epochs is not None else 0
-        self.empty_epochs = (previous + empty) * empty
+        empty_epochs = (previous + empty) * empty
+        self.empty_epochs = empty_epochs
         relocated = 0
         dead = self._dead(engine)
         if self._may_relocate(engine) and dead.any() and self._buffer:
             h = torch.cat(list(self._buffer)).float()
-            relocated = self._relocate(h, dead)
+            relocated = _relocate(heads, h, dead)
             # A relocated cluster starts its count afresh.
-            self.empty_epochs[dead] = 0
+            empty_epochs[dead] = 0
         self._clear()
         self._recording = self._may_die(engine)
         log["n_relocated"] = relocated
-
-    def _relocate(self, h: torch.Tensor, dead: torch.Tensor) -> int:
-        """Bisect, for each dead cluster, the cluster whose cut gains most,
-        head by head; the number of clusters relocated."""
-        layer = self._heads.categorical
-        n_clusters = self._heads.n_clusters
-        relocated = 0
-        with torch.no_grad():
-            for head in range(dead.shape[0]):
-                rows = slice(head * n_clusters, (head + 1) * n_clusters)
-                weight, bias = layer.weight[rows], layer.bias[rows]
-                dead_rows = torch.nonzero(dead[head]).flatten().tolist()
-                logits = h @ weight.T.float() + bias.float()
-                best, labels = logits.max(1)
-                live = set(labels.unique().tolist()) - set(dead_rows)
-                cuts = {c: bisect(h[labels == c]) for c in live}
-                for empty in dead_rows:
-                    cuts = {c: cut for c, cut in cuts.items() if cut is not None}
-                    if not cuts:
-                        break
-                    # The cut that lowers the k-means objective most: a merged
-                    # pair of groups, not merely the largest or widest group.
-                    source = max(cuts, key=lambda c: cuts[c].gain)
-                    split_row(weight, bias, cuts[source], source, empty)
-                    relocated += 1
-                    # Only row ``empty`` changed: recompute its logits alone
-                    # (one column, not an N x K product per dead cluster),
-                    # re-cut the clusters whose members moved, so that a
-                    # second dead cluster sees the first one's cut, and leave
-                    # the other cuts as they are.
-                    column = h @ weight[empty].float() + bias[empty].float()
-                    logits[:, empty] = column
-                    gains = column > best
-                    new_labels = torch.where(gains, empty, labels)
-                    # The dead row's own members (if any) whose logit fell.
-                    lost = (labels == empty) & ~gains
-                    if lost.any():
-                        new_labels[lost] = logits[lost].argmax(1)
-                    best = logits.gather(1, new_labels[:, None]).squeeze(1)
-                    moved = labels != new_labels
-                    changed = set(labels[moved].tolist()) | set(new_labels[moved].tolist())
-                    changed = (changed | {source}) - set(dead_rows)
-                    labels = new_labels
-                    for c in changed:
-                        members = labels == c
-                        cuts[c] = bisect(h[members]) if members.any() else None
-        return relocated
 
     def _clear(self) -> None:
         self._buffer.clear()
@@ -252,3 +210,55 @@ class EmptyClusterRelocation(Callback):
             self._hook.remove()
             self._hook = None
         self._clear()
+
+
+def _relocate(heads: CDCHeads, h: torch.Tensor, dead: torch.Tensor) -> int:
+    """Bisect, for each dead cluster, the cluster whose cut gains most,
+    head by head; the number of clusters relocated."""
+    layer = heads.categorical
+    n_clusters = heads.n_clusters
+    relocated = 0
+    with torch.no_grad():
+        for head in range(dead.shape[0]):
+            rows = slice(head * n_clusters, (head + 1) * n_clusters)
+            weight, bias = layer.weight[rows], layer.bias[rows]
+            dead_rows = torch.nonzero(dead[head]).flatten().tolist()
+            logits = h @ weight.T.float() + bias.float()
+            best, labels = logits.max(1)
+            live = set(labels.unique().tolist()) - set(dead_rows)
+            # Clusters too small to cut have none.
+            cuts = {c: cut for c in live if (cut := bisect(h[labels == c])) is not None}
+            for empty in dead_rows:
+                if not cuts:
+                    break
+                # The cut that lowers the k-means objective most: a merged
+                # pair of groups, not merely the largest or widest group.
+                source = max(cuts, key=lambda c: cuts[c].gain)
+                split_row(weight, bias, cuts[source], source, empty)
+                relocated += 1
+                # Only row ``empty`` changed: recompute its logits alone
+                # (one column, not an N x K product per dead cluster),
+                # re-cut the clusters whose members moved, so that a
+                # second dead cluster sees the first one's cut, and leave
+                # the other cuts as they are.
+                column = h @ weight[empty].float() + bias[empty].float()
+                logits[:, empty] = column
+                gains = column > best
+                new_labels = torch.where(gains, empty, labels)
+                # The dead row's own members (if any) whose logit fell.
+                lost = (labels == empty) & ~gains
+                if lost.any():
+                    new_labels[lost] = logits[lost].argmax(1)
+                best = logits.gather(1, new_labels[:, None]).squeeze(1)
+                moved = labels != new_labels
+                changed = set(labels[moved].tolist()) | set(new_labels[moved].tolist())
+                changed = (changed | {source}) - set(dead_rows)
+                labels = new_labels
+                for c in changed:
+                    members = labels == c
+                    cut = bisect(h[members]) if members.any() else None
+                    if cut is None:
+                        cuts.pop(c, None)
+                    else:
+                        cuts[c] = cut
+    return relocated

@@ -27,16 +27,21 @@ from ..images import StreamedImages
 from ..loss import SelfLabelLoss
 from ..networks import ChannelNormalizer, InputScaler, SelectHead
 from ..scoring import neighbour_agreement, neighbour_graph
-from ..sources import is_streamed, iter_blocks, row_range
+from ..sources import DatasetRows, is_streamed, iter_blocks, row_range
 from ..views import AugmentedViews, NeighbourViews
 from .callbacks import Checkpoint, ProgressBar
 from .engine import Engine, Phase
 from .floor import HELD_OUT_FACTOR
 from .relocation import EmptyClusterRelocation
 
-__all__ = ["Run", "build_network", "input_normalizer", "make_views", "train_run"]
+__all__ = [
+    "Run", "TrainingData", "build_network", "input_normalizer", "make_views", "train_run",
+]
 
 Views = NeighbourViews | AugmentedViews
+# What a run trains on: vectors in memory or in a memmap, rows of a dataset,
+# or images in memory or streamed from files.
+TrainingData = np.ndarray | torch.Tensor | DatasetRows | StreamedImages
 
 
 @dataclass
@@ -55,6 +60,20 @@ class Run:
     score: float
     stop_reason: str | None
 
+    def kept_logits(self) -> np.ndarray:
+        """The logits of the training data, which a plan that reads them keeps."""
+        if self.logits is None:
+            raise RuntimeError("this run kept no logits of its training data (Plan.keep_outputs)")
+        return self.logits
+
+    def trunk(self) -> nn.Sequential:
+        """The network of a run fresh from :func:`train_run` without its
+        final :class:`~skcdc.networks.SelectHead`: every head's outputs."""
+        network = self.network
+        if not (isinstance(network, nn.Sequential) and isinstance(network[-1], SelectHead)):
+            raise TypeError(f"{type(network).__name__} is not a trained run's network")
+        return network[:-1]
+
 
 def make_views(
     plan: Plan, X: Any, verbose: int = 0, world: World = SINGLE, held_out: bool = False
@@ -67,6 +86,8 @@ def make_views(
     move to the device once; streamed ones (:mod:`skcdc.sources`) are read a
     batch at a time."""
     if plan.images:
+        # make_plan gives every image plan an augmentation.
+        assert plan.augmentation is not None
         images = X if isinstance(X, StreamedImages) else X.to(plan.device)
         return AugmentedViews(images, plan.augmentation, plan.device)
     if is_streamed(X):
@@ -109,7 +130,7 @@ def build_network(
 
 def train_run(
     plan: Plan,
-    X: np.ndarray | torch.Tensor,
+    X: TrainingData,
     views: Views,
     normalizer: nn.Module,
     seed: int,

@@ -9,6 +9,7 @@ of the backbone the first stage trained.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -26,14 +27,14 @@ from .._plan import LARGE_DATA, Plan
 from ..distributed import SINGLE, World
 from ..images import StreamedImages
 from ..neighbours import NeighbourSearch
-from ..networks import BackboneFeatures
+from ..networks import BackboneFeatures, ImageCDCNetwork, SelectHead
 from ..scoring import neighbour_agreement
 from ..sources import fingerprint, is_streamed
 from ..views import NeighbourViews
 from .consensus import RestartConsensus, fit_consensus
 from .engine import INTERRUPTED
 from .floor import kmeans_floor
-from .runs import Run, input_normalizer, make_views, train_run
+from .runs import Run, TrainingData, input_normalizer, make_views, train_run
 
 __all__ = ["Result", "train"]
 
@@ -67,7 +68,7 @@ class Result:
 
 def train(
     plan: Plan,
-    X: np.ndarray | torch.Tensor,
+    X: TrainingData,
     random_state: np.random.RandomState,
     *,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -88,11 +89,17 @@ def train(
         stop_reason=stop_reason,
         neighbour_search=getattr(views, "search", None),
     )
-    if plan.consensus and len(runs) > 1 and stop_reason is None:
+    # The plan asks for the consensus and the floor on vectors only (their
+    # views are neighbours), and refines images only.
+    if stop_reason is not None:
+        return result
+    if plan.consensus and len(runs) > 1 and isinstance(views, NeighbourViews):
         result = _consensus_or_best(result, runs, views, _draw_seed(random_state))
-    if floor and stop_reason is None:
-        result = kmeans_floor(result, X, views, _draw_seed(random_state), world)
-    if plan.refinement is not None and stop_reason is None:
+    if floor and isinstance(X, np.ndarray) and isinstance(views, NeighbourViews):
+        result = kmeans_floor(
+            result, X, views, plan.n_clusters, _draw_seed(random_state), world
+        )
+    if plan.refinement is not None and isinstance(X, (torch.Tensor, StreamedImages)):
         subfolder = None if checkpoint_dir is None else Path(checkpoint_dir) / "refine"
         result = _refine(
             plan.refinement, result, X, _draw_seed(random_state), subfolder, verbose, world
@@ -106,7 +113,7 @@ def _draw_seed(random_state: np.random.RandomState) -> int:
 
 def _train_runs(
     plan: Plan,
-    X: np.ndarray | torch.Tensor,
+    X: TrainingData,
     views,
     seeds: list[int],
     checkpoint_dir: str | os.PathLike | None,
@@ -157,10 +164,10 @@ def _consensus_or_best(
     that the best-scored run avoided, and the score catches that."""
     best = result.run
     centers, variance, _ = fit_consensus(
-        [softmax(run.logits) for run in runs], seed, reference=runs.index(best)
+        [softmax(run.kept_logits()) for run in runs], seed, reference=runs.index(best)
     )
     network = RestartConsensus(
-        [run.network[:-1] for run in runs],
+        [run.trunk() for run in runs],
         [run.best_head for run in runs],
         torch.from_numpy(centers),
         variance,
@@ -168,10 +175,10 @@ def _consensus_or_best(
     ).to(module_device(best.network))
     # From the runs' training logits: no second pass of every run over X.
     with torch.inference_mode():
-        logits = network.combine(
-            [torch.from_numpy(run.logits).to(network.centers.device) for run in runs]
+        combined = network.combine(
+            [torch.from_numpy(run.kept_logits()).to(network.centers.device) for run in runs]
         )
-    logits = logits.cpu().numpy()
+    logits = combined.cpu().numpy()
     labels = logits.argmax(axis=1).astype(np.int32)
     score = neighbour_agreement(labels, views.neighbors.cpu().numpy())
     if score < best.score:
@@ -190,12 +197,12 @@ def _features(encoder: nn.Module, X: Any, scratch: Path, world: World) -> np.nda
     if X.shape[0] <= LARGE_DATA and not isinstance(X, StreamedImages):
         rows = world.shard(len(X))
         return world.gather_rows(np.concatenate(list(output_blocks(encoder, X, rows=rows))))
-    out = None
+    blocks = output_blocks(encoder, X)
+    first = next(blocks)
+    shape = (X.shape[0], first.shape[1])
+    out = np.lib.format.open_memmap(scratch / "features.npy", "w+", np.float32, shape)
     start = 0
-    for block in output_blocks(encoder, X):
-        if out is None:
-            shape = (X.shape[0], block.shape[1])
-            out = np.lib.format.open_memmap(scratch / "features.npy", "w+", np.float32, shape)
+    for block in itertools.chain([first], blocks):
         out[start : start + len(block)] = block
         start += len(block)
     out.flush()
@@ -203,15 +210,17 @@ def _features(encoder: nn.Module, X: Any, scratch: Path, world: World) -> np.nda
     return np.load(scratch / "features.npy", mmap_mode="r")
 
 
-def backbone_encoder(network: nn.Sequential) -> nn.Sequential:
+def backbone_encoder(network: nn.Module) -> nn.Sequential:
     """Image mode's input normalisation and backbone, without the heads."""
+    if not (isinstance(network, nn.Sequential) and isinstance(network[1], ImageCDCNetwork)):
+        raise TypeError(f"{type(network).__name__} is not an image network of skcdc's")
     return nn.Sequential(network[0], BackboneFeatures(network[1].backbone))
 
 
 def _refine(
     plan: Plan,
     result: Result,
-    X: torch.Tensor,
+    X: torch.Tensor | StreamedImages,
     seed: int,
     checkpoint_dir: Path | None,
     verbose: int,
@@ -244,7 +253,7 @@ def _refine(
     )
     refined = replace(
         stage.run,
-        network=nn.Sequential(*encoder, *stage.run.network),
+        network=nn.Sequential(*encoder, *stage.run.trunk(), SelectHead(stage.run.best_head)),
         history=pd.concat([run.history, history], ignore_index=True),
         score=run.score,
     )
