@@ -1,7 +1,7 @@
 """Image mode: cluster Fashion-MNIST images end to end, encoder included.
 
     python examples/images_fashion_mnist.py           # 10000 test images, 50 epochs
-    python examples/images_fashion_mnist.py --quick   # 2000 images, 5 epochs (< 1 min)
+    python examples/images_fashion_mnist.py --quick   # 1000 images, 3 epochs (< 1 min)
 
 The images come from the Debian package ``dataset-fashion-mnist``
 (``apt-get install dataset-fashion-mnist``). CDCClustering sees a (N, 28, 28)
@@ -23,7 +23,7 @@ from skcdc import CDCClustering
 from skcdc.metrics import clustering_report
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--quick", action="store_true", help="2000 images, 5 epochs")
+parser.add_argument("--quick", action="store_true", help="1000 images, 3 epochs")
 args = parser.parse_args()
 
 
@@ -37,7 +37,7 @@ def read_idx(path: Path) -> np.ndarray:
 root = Path("/usr/share/datasets/fashion-mnist")
 images = read_idx(root / "t10k-images-idx3-ubyte.gz")
 labels = read_idx(root / "t10k-labels-idx1-ubyte.gz")
-n_images, epochs = (2000, 5) if args.quick else (len(images), 50)
+n_images, epochs = (1000, 3) if args.quick else (len(images), 50)
 images, labels = images[:n_images], labels[:n_images]
 
 start = time.perf_counter()

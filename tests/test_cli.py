@@ -1,14 +1,19 @@
-"""The skcdc command line, through real subprocesses and real files."""
+"""The skcdc command line on real files: the console script in real
+subprocesses for the end-to-end paths, and ``main`` in this process for the
+error paths, which run the same code without an interpreter start each."""
 
+import contextlib
 import io
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_blobs
 
+from skcdc.cli import main
 from skcdc.persistence import load_model
 
 
@@ -17,6 +22,18 @@ def skcdc(*args, cwd=None):
         [sys.executable, "-m", "skcdc", *map(str, args)],
         capture_output=True, text=True, timeout=600, cwd=cwd, check=False,
     )
+
+
+def skcdc_main(*args):
+    """``main`` called as the console script calls it, with its exit code
+    (argparse's usage errors exit) and what it printed."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exc:
+            code = exc.code
+    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +86,10 @@ def test_csv_with_header_and_a_progress_bar_on_stderr(files):
 
 def test_npz_needs_a_key_when_it_holds_several_arrays(files):
     root, _, _ = files
-    result = skcdc("fit", root / "two.npz", *FIT)
+    result = skcdc_main("fit", root / "two.npz", *FIT)
     assert result.returncode == 1
     assert "choose one with --key" in result.stderr and "Traceback" not in result.stderr
-    assert skcdc("fit", root / "two.npz", *FIT, "--key", "a").returncode == 0
+    assert skcdc_main("fit", root / "two.npz", *FIT, "--key", "a").returncode == 0
 
 
 def test_parquet_reads_or_names_pyarrow(files):
@@ -82,10 +99,10 @@ def test_parquet_reads_or_names_pyarrow(files):
         pd.DataFrame(X, columns=[f"f{i}" for i in range(6)]).to_parquet(path)
     except ImportError:
         path.write_bytes(b"PAR1")  # unreadable without pyarrow either way
-        result = skcdc("fit", path, *FIT)
+        result = skcdc_main("fit", path, *FIT)
         assert result.returncode == 1 and "pip install pyarrow" in result.stderr
         return
-    assert skcdc("fit", path, *FIT).returncode == 0
+    assert skcdc_main("fit", path, *FIT).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -101,7 +118,7 @@ def test_parquet_reads_or_names_pyarrow(files):
 )
 def test_bad_files_give_one_line_errors(files, make, message):
     root, _, _ = files
-    result = skcdc("fit", make(root), *FIT)
+    result = skcdc_main("fit", make(root), *FIT)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("skcdc: error:") and message in lines[0]
@@ -109,23 +126,23 @@ def test_bad_files_give_one_line_errors(files, make, message):
 
 def test_predict_with_wrong_width_or_header_mismatch(files):
     root, X, _ = files
-    assert skcdc("fit", root / "emb.csv", *FIT, "--save", root / "m.skcdc").returncode == 0
+    assert skcdc_main("fit", root / "emb.csv", *FIT, "--save", root / "m.skcdc").returncode == 0
     _save(root / "narrow.npy", X[:, :4])
-    narrow = skcdc("predict", root / "m.skcdc", root / "narrow.npy")
+    narrow = skcdc_main("predict", root / "m.skcdc", root / "narrow.npy")
     assert narrow.returncode == 1 and "4 features" in narrow.stderr
     pd.DataFrame(X, columns=[f"g{i}" for i in range(6)]).to_csv(root / "other.csv", index=False)
-    renamed = skcdc("predict", root / "m.skcdc", root / "other.csv")
+    renamed = skcdc_main("predict", root / "m.skcdc", root / "other.csv")
     assert renamed.returncode == 1 and "feature names" in renamed.stderr
-    not_a_model = skcdc("predict", root / "emb.npy", root / "emb.csv")
+    not_a_model = skcdc_main("predict", root / "emb.npy", root / "emb.csv")
     assert not_a_model.returncode == 1 and "skcdc model" in not_a_model.stderr
 
 
 def test_usage_errors_exit_2_and_help_has_examples():
-    assert skcdc("fit").returncode == 2
-    assert skcdc("nonsense").returncode == 2
-    help_text = skcdc("--help").stdout
+    assert skcdc_main("fit").returncode == 2
+    assert skcdc_main("nonsense").returncode == 2
+    help_text = skcdc_main("--help").stdout
     assert "skcdc fit embeddings.npy --n-clusters 10" in help_text
-    assert skcdc("fit", "--help").returncode == 0
+    assert skcdc_main("fit", "--help").returncode == 0
 
 
 def _save(path, array):

@@ -42,7 +42,7 @@ def test_text_embeddings():
 
 def test_images_end_to_end():
     out = run_example("images_fashion_mnist.py", "--quick")
-    assert "CDC (images)" in out and "(2000, 28, 28) uint8" in out
+    assert "CDC (images)" in out and "(1000, 28, 28) uint8" in out
     assert "cluster centres: (10, 1, 28, 28)" in out
 
 
