@@ -82,6 +82,14 @@ def test_ablation_reads_named_and_parameter_variants():
             variant(bad)
 
 
+def test_ablation_smoothed_input_is_the_mean_over_each_row_and_its_neighbours():
+    ablation = _benchmark_module("ablation")
+    X = np.array([[0.0], [1.0], [10.0], [12.0]], dtype=np.float32)
+    np.testing.assert_allclose(ablation.smooth(X, k=1), [[0.5], [0.5], [11.0], [11.0]])
+    assert ablation.smooth(X, k=1).dtype == np.float32
+    assert ablation.variant(ablation.SMOOTHED) == {}
+
+
 def test_targets_mark_the_held_out_sets():
     run = _benchmark_module("run")
     rows = [

@@ -38,14 +38,14 @@ DIVERGED = "diverged"
 Views = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
-
 class SizedSampler(Protocol):
     """What the engine draws its global batches from: sample indices, as
-    many as ``len`` says (a torch ``RandomSampler``, a ``DistributedSampler``)."""
+    many as ``len`` says (a torch ``RandomSampler``, for instance)."""
 
     def __iter__(self) -> Iterator[int]: ...
 
     def __len__(self) -> int: ...
+
 
 @dataclass
 class Phase:
@@ -86,8 +86,8 @@ class Engine:
     views : callable
         ``views(index, generator) -> (view_a, view_b)`` for a batch of indices.
     optimizer : torch.optim.Optimizer
-    sampler : Sampler[int]
-        Yields the sample indices of an epoch.
+    sampler : SizedSampler
+        Yields the sample indices of an epoch; ``len`` gives their number.
     batch_size : int
     device : torch.device
     generator : torch.Generator
