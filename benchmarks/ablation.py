@@ -167,9 +167,10 @@ def report(results: pd.DataFrame, out: Path) -> None:
     header = (
         "# Ablation over the suite\n\n"
         "`python benchmarks/ablation.py`: `CDCClustering(n_classes, random_state=seed)` with one "
-        "change from the defaults per row; ACC mean ± std over seeds (their number in "
-        f"brackets; seeds {' '.join(map(str, seeds))}); *mean* is over the sets a row has, "
-        "*largest fall* the most a set loses against the default row. Raw fits: "
+        "change from the defaults per row (a change of the input, such as the kNN-smoothed "
+        "input, is the default fit on the changed input); ACC mean ± std over seeds (their "
+        f"number in brackets; seeds {' '.join(map(str, seeds))}); *mean* is over the sets a "
+        "row has, *largest fall* the most a set loses against the default row. Raw fits: "
         "`benchmarks/results/ablation.csv`. Machine: "
         + "; ".join(sorted(results["machine"].unique())) + ".\n\n"
     )

@@ -12,7 +12,9 @@ from .sources import iter_blocks
 __all__ = [
     "check_batch_shares",
     "check_float32_range",
+    "check_image_shape",
     "check_n_clusters",
+    "check_not_a_table",
     "check_streamed_vectors",
     "image_mode",
 ]
@@ -24,6 +26,24 @@ def image_mode(mode: str, X: Any) -> bool:
     if mode == "auto":
         return is_image_input(X)
     return mode == "images"
+
+
+def check_not_a_table(X: Any, image_shape: tuple[int, ...]) -> None:
+    """New input of a model fitted on images must be images too."""
+    if getattr(X, "ndim", None) == 2:
+        raise ValueError(
+            f"This CDCClustering was fitted on images of shape {image_shape} "
+            "(C, H, W); pass images, not a 2-D table."
+        )
+
+
+def check_image_shape(shape: tuple[int, ...], image_shape: tuple[int, ...]) -> None:
+    """New images must have the (C, H, W) shape the model was fitted on."""
+    if shape != image_shape:
+        raise ValueError(
+            f"Images have shape {shape} (C, H, W) but CDCClustering was "
+            f"fitted on {image_shape}; resize them to the training size."
+        )
 
 
 def check_n_clusters(n_clusters: int, n_samples: int) -> None:

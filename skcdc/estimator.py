@@ -437,11 +437,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
                 if is_streamed(X):
                     self.__dict__.pop("feature_names_in_", None)
             return X
-        if not reset and getattr(X, "ndim", None) == 2:
-            raise ValueError(
-                f"This CDCClustering was fitted on images of shape {self.image_shape_} "
-                "(C, H, W); pass images, not a 2-D table."
-            )
+        if not reset:
+            _validation.check_not_a_table(X, self.image_shape_)
         X = load_images(
             X, layout=self.image_layout, num_workers=self.num_workers,
             world=distributed.current_world(),
@@ -450,11 +447,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             for attribute in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attribute, None)
             self.image_shape_ = tuple(X.shape[1:])
-        elif tuple(X.shape[1:]) != self.image_shape_:
-            raise ValueError(
-                f"Images have shape {tuple(X.shape[1:])} (C, H, W) but CDCClustering was "
-                f"fitted on {self.image_shape_}; resize them to the training size."
-            )
+        else:
+            _validation.check_image_shape(tuple(X.shape[1:]), self.image_shape_)
         return X
 
     def _make_inference_copies(self) -> None:
