@@ -60,9 +60,15 @@ def test_distributed_fit_under_torchrun(tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
          str(ROOT / "examples" / "distributed_fit.py"), "--quick", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # A rank that aborts in C++ prints where.
+        env={**os.environ, "OMP_NUM_THREADS": "1", "TORCH_SHOW_CPP_STACKTRACES": "1"},
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    # The workers' own output before the launcher's report of the failure,
+    # which alone would fill the message.
+    assert result.returncode == 0, (
+        f"stdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[:4000]}"
+        f"\n...\n{result.stderr[-2000:]}"
+    )
     reports = sorted(line for line in result.stdout.splitlines() if line.startswith("rank"))
     assert [line.split(":")[0] for line in reports] == ["rank 0 of 2", "rank 1 of 2"]
     # The same labels on both ranks, so the same report; one file written.
