@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.utils.validation import validate_data
 
-from .images import is_image_input
-from .sources import iter_blocks
+from .distributed import current_world
+from .images import is_image_input, load_images
+from .sources import is_streamed, iter_blocks, open_vectors
+
+if TYPE_CHECKING:
+    from .estimator import CDCClustering
 
 __all__ = [
     "check_batch_shares",
@@ -17,6 +22,7 @@ __all__ = [
     "check_not_a_table",
     "check_streamed_vectors",
     "image_mode",
+    "validate_input",
 ]
 
 
@@ -101,3 +107,43 @@ def check_float32_range(X: np.ndarray) -> None:
             f"X has values up to {largest:.3g}, beyond the float32 range ({limit:.3g}) the "
             "network computes in; rescale it first, e.g. with sklearn's StandardScaler."
         )
+
+
+def validate_input(estimator: CDCClustering, X: Any, reset: bool) -> Any:
+    """X as a float table, a streamed table (:mod:`skcdc.sources`) or a
+    (N, C, H, W) image tensor for ``estimator`` (a CDCClustering): with
+    ``reset``, as fit sees it, recording the features or the image shape on
+    the estimator; otherwise checked against what fit saw."""
+    images = image_mode(estimator.mode, X) if reset else hasattr(estimator, "image_shape_")
+    if not images:
+        X = open_vectors(X)
+        if is_streamed(X):
+            check_streamed_vectors(
+                X, None if reset else estimator.n_features_in_, min_samples=2 if reset else 1
+            )
+            if reset:
+                estimator.n_features_in_ = int(X.shape[1])
+        else:
+            X = validate_data(
+                estimator, X, dtype=[np.float64, np.float32], ensure_min_samples=2 if reset else 1,
+                reset=reset,
+            )
+            check_float32_range(X)
+        if reset:
+            estimator.__dict__.pop("image_shape_", None)
+            if is_streamed(X):
+                estimator.__dict__.pop("feature_names_in_", None)
+        return X
+    if not reset:
+        check_not_a_table(X, estimator.image_shape_)
+    X = load_images(
+        X, layout=estimator.image_layout, num_workers=estimator.num_workers,
+        world=current_world(),
+    )
+    if reset:
+        for attribute in ("n_features_in_", "feature_names_in_"):
+            estimator.__dict__.pop(attribute, None)
+        estimator.image_shape_ = tuple(X.shape[1:])
+    else:
+        check_image_shape(tuple(X.shape[1:]), estimator.image_shape_)
+    return X

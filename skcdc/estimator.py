@@ -14,7 +14,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 from torch import nn
 
 from . import _validation, distributed
@@ -25,10 +25,9 @@ from ._inference_network import inference_network
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device
-from .images import IMAGE_LAYOUTS, load_images
+from .images import IMAGE_LAYOUTS
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS
 from .scoring import neighbour_agreement, neighbour_graph
-from .sources import is_streamed, open_vectors
 from .training import Result, train
 from .views import METRICS
 
@@ -358,7 +357,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         # Under torchrun: join the process group first, so that every rank
         # checks its share of streamed input.
         world = distributed.join(device)
-        X = self._validate_input(X, reset=True)
+        X = _validation.validate_input(self, X, reset=True)
         _validation.check_n_clusters(self.n_clusters, X.shape[0])
         plan = self._plan(X, world.place(device))
         _validation.check_batch_shares(plan.batch_size, world.size)
@@ -413,44 +412,6 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             X, self.labels_, self.n_clusters, self.network_, world
         ).reshape(-1, *X.shape[1:])
 
-    def _validate_input(self, X: Any, reset: bool) -> Any:
-        """X as a float table, a streamed table (:mod:`skcdc.sources`) or a
-        (N, C, H, W) image tensor, checked against what fit saw when
-        ``reset`` is False."""
-        images = _validation.image_mode(self.mode, X) if reset else hasattr(self, "image_shape_")
-        if not images:
-            X = open_vectors(X)
-            if is_streamed(X):
-                _validation.check_streamed_vectors(
-                    X, None if reset else self.n_features_in_, min_samples=2 if reset else 1
-                )
-                if reset:
-                    self.n_features_in_ = int(X.shape[1])
-            else:
-                X = validate_data(
-                    self, X, dtype=[np.float64, np.float32], ensure_min_samples=2 if reset else 1,
-                    reset=reset,
-                )
-                _validation.check_float32_range(X)
-            if reset:
-                self.__dict__.pop("image_shape_", None)
-                if is_streamed(X):
-                    self.__dict__.pop("feature_names_in_", None)
-            return X
-        if not reset:
-            _validation.check_not_a_table(X, self.image_shape_)
-        X = load_images(
-            X, layout=self.image_layout, num_workers=self.num_workers,
-            world=distributed.current_world(),
-        )
-        if reset:
-            for attribute in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(attribute, None)
-            self.image_shape_ = tuple(X.shape[1:])
-        else:
-            _validation.check_image_shape(tuple(X.shape[1:]), self.image_shape_)
-        return X
-
     def _make_inference_copies(self) -> None:
         """What prediction runs (:mod:`skcdc._inference_network`): made once
         per fitted or loaded network, never pickled."""
@@ -473,7 +434,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             labels its block of rows and all of them get every label.
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        X = _validation.validate_input(self, X, reset=False)
         # Under torchrun, every rank labels its block of rows.
         return predict_labels(self._inference_copies[False], X, distributed.current_world())
 
@@ -494,7 +455,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             Rows sum to 1.
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        X = _validation.validate_input(self, X, reset=False)
         return predict_outputs(self._inference_copies[False], X, distributed.current_world())
 
     def transform(self, X: Any) -> np.ndarray:
@@ -513,7 +474,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             ``instance<j>``.
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        X = _validation.validate_input(self, X, reset=False)
         return predict_outputs(self._inference_copies[True], X, distributed.current_world())
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -562,7 +523,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         score : float
         """
         check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        X = _validation.validate_input(self, X, reset=False)
         if is_images(X):
             logits, z = forward(self._inference_copies[True], X)
             labels = logits.argmax(axis=1)
