@@ -6,8 +6,9 @@ categorical head and the instance head. A label needs one head's logits, so
 the copy made here keeps the input scaling and the encoder, folds the scaling
 and every batch normalisation (with its running statistics) into the linear
 or convolution layer before it, and keeps only the rows of the categorical
-layer of the head the fit kept. ``with_instance=True`` keeps the instance
-head as well, for :meth:`~skcdc.CDCClustering.transform`.
+layer of the head the fit kept, and the instance head for
+:meth:`~skcdc.CDCClustering.transform`; :func:`logits_only` gives the same
+copy without the instance head, sharing its layers, for ``predict``.
 
 The folded copy computes the same function in exact arithmetic; in float32
 its logits differ from the training network's by rounding (about 1e-6 of
@@ -37,7 +38,7 @@ from .networks import (
 from .training.consensus import RestartConsensus
 from .training.floor import NearestCentroid, centroid_logits
 
-__all__ = ["LogitsOnly", "inference_network"]
+__all__ = ["LogitsOnly", "inference_network", "logits_only"]
 
 
 def inference_network(network: nn.Module, with_instance: bool = False) -> nn.Module:
@@ -45,31 +46,47 @@ def inference_network(network: nn.Module, with_instance: bool = False) -> nn.Mod
     logits alone or, ``with_instance``, ``(logits, z)``; where its structure
     is not skcdc's, the network itself (with ``with_instance``) or
     :class:`LogitsOnly` of it."""
-    copied = _copy(network, with_instance)
-    if copied is None:
-        copied = network if with_instance else LogitsOnly(network)
-    return copied.eval()
+    copied = _copy(network)
+    full = (network if copied is None else copied).eval()
+    return full if with_instance else logits_only(full)
 
 
-def _copy(network: nn.Module, with_instance: bool) -> nn.Module | None:
+def logits_only(network: nn.Module) -> nn.Module:
+    """What returns the logits alone of an inference copy that returns
+    ``(logits, z)``, sharing its layers: the copy is folded once and held
+    once for both ``predict`` and ``transform``."""
     if isinstance(network, NearestCentroid):
-        if not with_instance:
-            return CentroidLogits(network.centers, network.variance)
-        inner = _copy(network.network, with_instance=True)
+        return CentroidLogits(network.centers, network.variance).eval()
+    if isinstance(network, ConsensusCopy):
+        runs = [logits_only(run) for run in network.consensus.runs]
+        consensus = network.consensus
+        return ConsensusCopy(
+            runs, consensus.centers, consensus.variance, network.reference, with_instance=False
+        ).eval()
+    if isinstance(network, nn.Sequential) and isinstance(network[-1], KeptHead):
+        return nn.Sequential(*network[:-1], KeptHead(network[-1].categorical, None)).eval()
+    return LogitsOnly(network).eval()
+
+
+def _copy(network: nn.Module) -> nn.Module | None:
+    """The folded copy returning ``(logits, z)``, None for a structure that
+    is not skcdc's."""
+    if isinstance(network, NearestCentroid):
+        inner = _copy(network.network)
         return None if inner is None else NearestCentroid(inner, network.centers, network.variance)
     if isinstance(network, RestartConsensus):
         reference = int(network.reference)
         # Only the reference run's instance vectors are returned.
         runs = [
-            _copy_run(run, int(head), with_instance and index == reference)
+            _copy_run(run, int(head), with_instance=index == reference)
             for index, (run, head) in enumerate(zip(network.runs, network.heads, strict=True))
         ]
         kept = [run for run in runs if run is not None]
         if len(kept) < len(runs):
             return None
-        return ConsensusCopy(kept, network.centers, network.variance, reference, with_instance)
+        return ConsensusCopy(kept, network.centers, network.variance, reference, True)
     if isinstance(network, nn.Sequential) and isinstance(network[-1], SelectHead):
-        return _copy_run(network[:-1], network[-1].head, with_instance)
+        return _copy_run(network[:-1], network[-1].head, with_instance=True)
     return None
 
 
@@ -85,7 +102,7 @@ def _copy_run(run: nn.Module, head: int, with_instance: bool) -> nn.Module | Non
         encoder = BackboneFeatures(network.backbone)
     else:
         return None
-    heads = KeptHead(network.heads, head, with_instance)
+    heads = KeptHead.of(network.heads, head, with_instance)
     return nn.Sequential(_fold(nn.Sequential(*stages, encoder)), heads)
 
 
@@ -169,15 +186,21 @@ class KeptHead(nn.Module):
     """The categorical rows of one head of :class:`~skcdc.networks.CDCHeads`
     (and its instance head, ``with_instance``)."""
 
-    def __init__(self, heads: CDCHeads, head: int, with_instance: bool) -> None:
+    def __init__(self, categorical: nn.Linear, instance: nn.Module | None) -> None:
         super().__init__()
+        self.categorical = categorical
+        self.instance = instance
+
+    @classmethod
+    def of(cls, heads: CDCHeads, head: int, with_instance: bool) -> KeptHead:
+        """Copies of head ``head``'s rows of ``heads`` (and of its instance head)."""
         rows = slice(head * heads.n_clusters, (head + 1) * heads.n_clusters)
         source = heads.categorical
-        self.categorical = _linear(source.in_features, heads.n_clusters, source.weight.device)
+        categorical = _linear(source.in_features, heads.n_clusters, source.weight.device)
         with torch.no_grad():
-            self.categorical.weight.copy_(source.weight[rows])
-            self.categorical.bias.copy_(source.bias[rows])
-        self.instance = copy.deepcopy(heads.instance) if with_instance else None
+            categorical.weight.copy_(source.weight[rows])
+            categorical.bias.copy_(source.bias[rows])
+        return cls(categorical, copy.deepcopy(heads.instance) if with_instance else None)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logits = self.categorical(h)

@@ -21,7 +21,7 @@ from . import _validation, distributed
 from ._centers import cluster_centers
 from ._diagnostics import warn_collapse, warn_stopped
 from ._inference import forward, is_images, predict_labels, predict_outputs, softmax
-from ._inference_network import inference_network
+from ._inference_network import inference_network, logits_only
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device
@@ -415,10 +415,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     def _make_inference_copies(self) -> None:
         """What prediction runs (:mod:`skcdc._inference_network`): made once
         per fitted or loaded network, never pickled."""
-        self._inference_copies = {
-            with_instance: inference_network(self.network_, with_instance)
-            for with_instance in (False, True)
-        }
+        full = inference_network(self.network_, with_instance=True)
+        self._inference_copies = {True: full, False: logits_only(full)}
 
     def predict(self, X: Any) -> np.ndarray:
         """Cluster of each sample: the argmax of its categorical logits.
