@@ -86,3 +86,35 @@ def test_unknown_table_is_refused():
 
 def test_held_out_sets_are_in_the_suite():
     assert set(datasets.HELD_OUT_DATASETS) <= set(datasets.BENCHMARK_DATASETS)
+
+
+def test_long_tailed_draw_falls_by_the_ratio():
+    digits = datasets.load_digits_features()
+    tail = datasets.BENCHMARK_DATASETS["digits-long-tailed"]()
+    sizes = np.bincount(tail.y)
+    assert tail.n_clusters == 10 and sizes[0] == np.bincount(digits.y)[0]
+    assert 9 <= sizes[0] / sizes[-1] <= 11
+    assert np.all(np.diff(sizes) < 0)
+    # The same rows at every call, each one a row of the full set.
+    again = datasets.long_tailed(digits)
+    np.testing.assert_array_equal(tail.X, again.X)
+    rows = {row.tobytes(): label for row, label in zip(digits.X, digits.y)}
+    assert all(rows[row.tobytes()] == label for row, label in zip(tail.X, tail.y))
+
+
+def test_glyphs_render_every_class_once_per_face():
+    try:
+        fonts = datasets._glyph_fonts()[:3]
+    except ImportError:
+        pytest.skip("fontconfig is not installed")
+    if not fonts:
+        pytest.skip("no installed font has the 62 glyphs")
+    images, labels, faces = datasets._render_glyphs(fonts, 32)
+    n_faces = faces.max() + 1
+    assert images.shape == (62 * n_faces, 32, 32) and images.dtype == np.uint8
+    np.testing.assert_array_equal(np.bincount(labels), np.full(62, n_faces))
+    # Every glyph has ink and no two classes of a face look the same
+    # except the ones fonts draw alike (l, I and 1; o, O and 0 at most).
+    first = images[faces == 0].reshape(62, -1)
+    assert first.max(axis=1).min() > 0
+    assert len({row.tobytes() for row in first}) >= 58
