@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Sized
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 __all__ = [
     "DatasetRows",
     "fingerprint",
+    "float32_tensor",
     "is_streamed",
     "is_vector_dataset",
     "iter_blocks",
@@ -118,6 +120,19 @@ def _float32(rows: Any) -> np.ndarray:
     if not (block.flags.writeable and block.flags.c_contiguous):
         block = np.array(block, order="C")
     return block
+
+
+def float32_tensor(X: Any) -> torch.Tensor:
+    """An in-memory array as a float32 tensor, sharing its memory where it can.
+
+    A read-only array (``setflags(write=False)``, a frozen buffer) is shared
+    too: what reads it here never writes to it, so torch's warning that it
+    might is silenced rather than the array copied.
+    """
+    array = np.ascontiguousarray(X, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def fingerprint(data: Any) -> str:

@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 from skcdc import CDCClustering
-from skcdc.sources import DatasetRows, is_streamed, open_vectors
+from skcdc.sources import DatasetRows, float32_tensor, is_streamed, open_vectors
 
 FAST = {"n_init": 1, "epochs": 3, "self_labelling_epochs": 1, "random_state": 0, "batch_size": 64}
 
@@ -79,3 +79,13 @@ def test_streamed_input_is_checked_before_training(blobs, tmp_path):
     np.save(tmp_path / "narrow.npy", blobs[0][:, :4])
     with pytest.raises(ValueError, match="4 features"):
         model.predict(tmp_path / "narrow.npy")
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_read_only_array_is_read_without_a_warning_or_a_copy(blobs):
+    X = blobs[0].copy()
+    X.setflags(write=False)
+    tensor = float32_tensor(X)
+    assert tensor.data_ptr() == X.ctypes.data
+    model = CDCClustering(3, **FAST).fit(X)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)

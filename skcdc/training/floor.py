@@ -35,6 +35,7 @@ from torch import nn
 from .._inference import module_device
 from ..distributed import SINGLE, World
 from ..scoring import neighbour_agreement
+from ..sources import float32_tensor
 from ..views import NeighbourViews
 
 if TYPE_CHECKING:
@@ -128,9 +129,7 @@ def kmeans_floor(
     network = NearestCentroid(run.network, centers, float(variance))
     network = network.to(module_device(run.network))
     # From X alone: no second pass of the trained network over it.
-    logits = centroid_logits(
-        torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32), centers, variance
-    ).numpy()
+    logits = centroid_logits(float32_tensor(X), centers, variance).numpy()
     labels = logits.argmax(axis=1).astype(np.int32)
     # The neighbours no positive pair joined.
     held_out = views.held_out.cpu().numpy()

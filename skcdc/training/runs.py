@@ -27,7 +27,7 @@ from ..images import StreamedImages
 from ..loss import SelfLabelLoss
 from ..networks import ChannelNormalizer, InputScaler, SelectHead
 from ..scoring import neighbour_agreement, neighbour_graph
-from ..sources import DatasetRows, is_streamed, iter_blocks, row_range
+from ..sources import DatasetRows, float32_tensor, is_streamed, iter_blocks, row_range
 from ..views import AugmentedViews, NeighbourViews
 from .callbacks import Checkpoint, ProgressBar
 from .engine import Engine, Phase
@@ -110,7 +110,7 @@ def input_normalizer(plan: Plan, X: Any, world: World = SINGLE) -> nn.Module:
     if is_streamed(X):
         rows = row_range(X, world.shard(len(X)))
         return InputScaler.from_blocks(iter_blocks(rows), X.shape[1], add_up=world.all_sum)
-    return InputScaler.from_data(torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32))
+    return InputScaler.from_data(float32_tensor(X))
 
 
 def build_network(
