@@ -39,6 +39,7 @@ __all__ = [
     "load_features",
     "load_glyphs",
     "load_glyphs_efficientnet",
+    "load_glyphs_pixels",
     "load_table",
     "long_tailed",
     "make_imbalanced_blobs",
@@ -503,6 +504,14 @@ def load_glyphs(size: int = 32) -> Dataset:
     )
 
 
+def load_glyphs_pixels() -> Dataset:
+    """The glyph images (:func:`load_glyphs`) as raw pixel vectors (N x 1024,
+    scaled to [0, 1]): what image mode is measured against."""
+    glyphs = load_glyphs()
+    X = glyphs.X.reshape(len(glyphs.X), -1).astype(np.float32) / 255.0
+    return Dataset("glyphs-pixels", X, glyphs.y, glyphs.description.replace("grey images", "pixels"))
+
+
 def load_glyphs_efficientnet(size: int = 112) -> Dataset:
     """The glyph images (:func:`load_glyphs`) embedded by EfficientNet-Lite0 as
     Fashion-MNIST is (N x 1280); cached (about 5 minutes on two CPU cores)."""
@@ -592,6 +601,7 @@ BENCHMARK_DATASETS = {
     # 62 classes of glyphs, in every installed font.
     "glyphs-images": load_glyphs,
     "glyphs-efficientnet": load_glyphs_efficientnet,
+    "glyphs-pixels": load_glyphs_pixels,
     # Unequal sizes of sets whose balanced form is above.
     **{
         f"{name}-long-tailed": (lambda load=load: long_tailed(load()))
@@ -610,6 +620,7 @@ MANY_CLUSTER_DATASETS = (
     "debian-packages-minilm-balanced",
     "debian-sources-minilm",
     "glyphs-efficientnet",
+    "glyphs-pixels",
 )
 
 #: Data sets no default was chosen on: a check that the defaults generalise.
