@@ -105,14 +105,15 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     equipartition : {"auto", "entropy", "sinkhorn", "none"}, default="auto"
         How the equal-size constraint enters. ``"entropy"``: the categorical
         part is ``softmax(logits)`` and the entropy of the batch's mean
-        assignment is rewarded (soft; lower ``entropy_weight`` for unequal
-        clusters). ``"sinkhorn"``: it is the batch's balanced Sinkhorn
+        assignment is rewarded (soft: clusters may end unequal).
+        ``"sinkhorn"``: it is the batch's balanced Sinkhorn
         assignment (hard). ``"auto"``: entropy on vectors, Sinkhorn in image
         mode, where an encoder trained end to end can otherwise collapse
         into one cluster. ``"none"``: no constraint.
     entropy_weight : float, default=1.0
-        Strength of the marginal-entropy reward. Lower it when the clusters
-        are known to be of very unequal sizes.
+        Strength of the marginal-entropy reward. Lower values let clusters
+        of unequal sizes form but also let similar groups share a cluster
+        (``docs/user-guide.md``); raise it when clusters end empty.
     n_neighbors : int, default=10
         On vectors the positive of a sample is one of its ``n_neighbors``
         nearest neighbours; :meth:`score` reads as many.
