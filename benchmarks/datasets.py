@@ -475,6 +475,10 @@ def _render_glyphs(fonts: tuple[str, ...], size: int) -> tuple[np.ndarray, np.nd
             sheet[i] = np.asarray(image)
         if sheet.reshape(len(GLYPHS), -1).max(1).min() > 0:
             sheets.setdefault(hashlib.sha1(sheet.tobytes()).hexdigest(), sheet)
+    if not sheets:
+        raise FileNotFoundError(
+            f"none of the {len(fonts)} fonts draws the 62 glyphs: apt-get install {GLYPH_FONT_PACKAGES}"
+        )
     images = np.concatenate(list(sheets.values()))
     labels = np.tile(np.arange(len(GLYPHS)), len(sheets))
     return images, labels, np.repeat(np.arange(len(sheets)), len(GLYPHS))
