@@ -477,7 +477,8 @@ def _render_glyphs(fonts: tuple[str, ...], size: int) -> tuple[np.ndarray, np.nd
             sheets.setdefault(hashlib.sha1(sheet.tobytes()).hexdigest(), sheet)
     if not sheets:
         raise FileNotFoundError(
-            f"none of the {len(fonts)} fonts draws the 62 glyphs: apt-get install {GLYPH_FONT_PACKAGES}"
+            f"no installed font draws the 62 glyphs ({len(fonts)} listed by fontconfig): "
+            f"apt-get install {GLYPH_FONT_PACKAGES}"
         )
     images = np.concatenate(list(sheets.values()))
     labels = np.tile(np.arange(len(GLYPHS)), len(sheets))
@@ -494,12 +495,8 @@ def load_glyphs(size: int = 32) -> Dataset:
     size alone in many faces (o and O, s and S) or not at all (l, I and 1 in
     some), as in any font-based character set. Cached after the first call.
     """
-    fonts = _glyph_fonts()
-    if not fonts:
-        raise FileNotFoundError(
-            f"no installed font has the 62 glyphs: apt-get install {GLYPH_FONT_PACKAGES}"
-        )
-    images, labels, faces = _memory().cache(_render_glyphs)(fonts, size)
+    # No font, or none that draws the glyphs: _render_glyphs says what to install.
+    images, labels, faces = _memory().cache(_render_glyphs)(_glyph_fonts(), size)
     return Dataset(
         "glyphs-images",
         images,

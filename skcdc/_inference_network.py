@@ -84,7 +84,9 @@ def _copy(network: nn.Module) -> nn.Module | None:
         kept = [run for run in runs if run is not None]
         if len(kept) < len(runs):
             return None
-        return ConsensusCopy(kept, network.centers, network.variance, reference, True)
+        return ConsensusCopy(
+            kept, network.centers, network.variance, reference, with_instance=True
+        )
     if isinstance(network, nn.Sequential) and isinstance(network[-1], SelectHead):
         return _copy_run(network[:-1], network[-1].head, with_instance=True)
     return None
