@@ -206,6 +206,16 @@ class AugmentedViews:
         from torch's global generator, which the estimator seeds.
     device : torch.device
         Where the views are returned.
+    neighbors : LongTensor of shape (N, k) or None, default=None
+        Nearest neighbours of each image (images held in memory only). With
+        them, the second view is, with probability ``neighbour_share``, an
+        augmentation of one of the image's neighbours drawn uniformly
+        instead of the image itself.
+    neighbour_share : float, default=0.0
+        How often the second view comes from a neighbour.
+    world : World, default=SINGLE
+        Processes sharing the global batch: each draws the neighbours of the
+        whole global batch and keeps its share, as :class:`NeighbourViews`.
     """
 
     def __init__(
@@ -213,10 +223,19 @@ class AugmentedViews:
         images: torch.Tensor | StreamedImages,
         augmentation: Callable[[torch.Tensor], torch.Tensor],
         device: torch.device,
+        *,
+        neighbors: torch.Tensor | None = None,
+        neighbour_share: float = 0.0,
+        world: World = SINGLE,
     ) -> None:
+        if neighbors is not None and isinstance(images, StreamedImages):
+            raise ValueError("neighbour positives need the images held in memory")
         self.images = images
         self.augmentation = augmentation
         self.device = device
+        self.neighbors = neighbors
+        self.neighbour_share = neighbour_share
+        self.world = world
         from .augmentation import batched
 
         # A v2 recipe of supported steps runs on the whole batch at once.
@@ -226,7 +245,21 @@ class AugmentedViews:
         self, index: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of the images ``index``, as float tensors in [0, 1]."""
-        return self._pair(self._batch(index))
+        if self.neighbors is None or self.neighbour_share == 0:
+            return self._pair(self._batch(index))
+        partners = self._partners(index, generator)
+        return self._augment(self._batch(index)), self._augment(self._batch(partners))
+
+    def _partners(self, index: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The image of each second view: a random neighbour with probability
+        ``neighbour_share``, else the image itself."""
+        assert self.neighbors is not None
+        drawn = _random_neighbours(self.neighbors, index, generator, self.world)
+        device = generator.device if generator is not None else torch.device("cpu")
+        n = index.shape[0]
+        coin = torch.rand(n * self.world.size, generator=generator, device=device)
+        coin = coin[self.world.rank * n : (self.world.rank + 1) * n].to(index.device)
+        return torch.where(coin < self.neighbour_share, drawn, index)
 
     def epoch(self, batches: Iterable, generator: torch.Generator | None) -> Iterator:
         """``(index, view_a, view_b)`` for each batch of image numbers of an
@@ -243,8 +276,10 @@ class AugmentedViews:
             yield (index.to(self.device), *self._pair(batch))
 
     def of_itself(self) -> AugmentedViews:
-        """The same views: both are already augmentations of the image itself."""
-        return self
+        """Views whose two members are augmentations of the image itself."""
+        views = copy.copy(self)
+        views.neighbors = None
+        return views
 
     def _pair(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._augment(batch), self._augment(batch)

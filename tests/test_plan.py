@@ -11,12 +11,12 @@ from skcdc.networks import ImageCDCNetwork, VectorCDCNetwork
 CPU = torch.device("cpu")
 
 
-def plan_for(n_samples, images=False, n_clusters=3, **params):
+def plan_for(n_samples, images=False, n_clusters=3, image_shape=(1, 8, 8), **params):
     return make_plan(
         CDCClustering(n_clusters, **params).get_params(),
         n_samples=n_samples,
         images=images,
-        image_shape=(1, 8, 8) if images else None,
+        image_shape=image_shape if images else None,
         device=CPU,
     )
 
@@ -151,3 +151,14 @@ def test_training_outputs_are_kept_when_small_and_the_consensus_needs_them(
 @pytest.mark.parametrize("n_clusters, window", [(10, 80), (1000, 8000)])
 def test_the_balance_window_holds_eight_samples_per_cluster(n_clusters, window):
     assert plan_for(20_000, False, n_clusters=n_clusters).loss.balance_window == window
+
+
+@pytest.mark.parametrize(
+    "images, image_shape, share",
+    [(False, None, 0.0), (True, (1, 8, 8), 0.5), (True, (1, 28, 28), 0.5), (True, (3, 32, 32), 0.0)],
+)
+def test_pixel_neighbours_are_positives_of_small_images_only(images, image_shape, share):
+    plan = plan_for(3000, images=images, image_shape=image_shape)
+    assert plan.neighbour_share == share
+    if images:
+        assert plan.refinement.neighbour_share == 0.0

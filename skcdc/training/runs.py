@@ -25,10 +25,11 @@ from ..distributed import SINGLE, World
 from ..exceptions import CheckpointMismatchError
 from ..images import StreamedImages
 from ..loss import SelfLabelLoss
+from ..neighbours import neighbour_search
 from ..networks import ChannelNormalizer, InputScaler, SelectHead
 from ..scoring import neighbour_agreement, neighbour_graph
 from ..sources import DatasetRows, float32_tensor, is_streamed, iter_blocks, row_range
-from ..views import AugmentedViews, NeighbourViews
+from ..views import AugmentedViews, NeighbourViews, to_float_images
 from .callbacks import Checkpoint, ProgressBar
 from .engine import Engine, Phase
 from .floor import HELD_OUT_FACTOR
@@ -88,8 +89,19 @@ def make_views(
     if plan.images:
         # make_plan gives every image plan an augmentation.
         assert plan.augmentation is not None
-        images = X if isinstance(X, StreamedImages) else X.to(plan.device)
-        return AugmentedViews(images, plan.augmentation, plan.device)
+        if isinstance(X, StreamedImages):
+            return AugmentedViews(X, plan.augmentation, plan.device)
+        images = X.to(plan.device)
+        neighbors = None
+        if plan.neighbour_share > 0:
+            neighbors, _ = neighbour_search(
+                to_float_images(images.flatten(1)), plan.n_neighbors, device=plan.device,
+                verbose=verbose, world=world,
+            )
+        return AugmentedViews(
+            images, plan.augmentation, plan.device, neighbors=neighbors,
+            neighbour_share=plan.neighbour_share, world=world,
+        )
     if is_streamed(X):
         data = X
     else:
