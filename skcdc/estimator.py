@@ -116,7 +116,9 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         (``docs/user-guide.md``); raise it when clusters end empty.
     n_neighbors : int, default=10
         On vectors the positive of a sample is one of its ``n_neighbors``
-        nearest neighbours; :meth:`score` reads as many.
+        nearest neighbours; :meth:`score` reads as many. On images under 32
+        px held in memory, half the positives are augmentations of one of
+        the image's ``n_neighbors`` nearest neighbours in pixel space.
     metric : {"euclidean", "cosine"}, default="euclidean"
         Distance of the neighbour search; ``"cosine"`` suits text embeddings
         whose norm carries no meaning.
@@ -135,7 +137,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     epochs : int or "auto", default="auto"
         Passes over the data in the CDC phase of each run. ``"auto"``: on
         vectors 30 up to 5000 samples and 20 above (at least 100 optimiser
-        steps), 50 on images.
+        steps), on images 30 (at least 350 optimiser steps).
     self_labelling_epochs : int or "auto", default="auto"
         Epochs of a last phase (SCAN's self-labelling) in which each
         confident prediction becomes the target of another view of the same

@@ -48,8 +48,9 @@ def test_tiny_data_sets_train_at_least_100_steps(n_samples, epochs):
         (5000, False, {}, 4, 30),
         (5001, False, {}, 3, 20),
         (5001, False, {"n_init": 1, "epochs": 7}, 1, 7),
-        (5000, True, {}, 3, 50),
-        (5001, True, {}, 1, 50),  # end-to-end image runs are the longest part of a fit
+        (5000, True, {}, 3, 30),
+        (5001, True, {}, 1, 30),  # end-to-end image runs are the longest part of a fit
+        (1797, True, {}, 3, 50),  # 7 steps an epoch: at least 350 steps
         (100_000, False, {}, 3, 20),
         (100_001, False, {}, 1, 20),
         (1_000_000, False, {}, 1, 8),  # a ceiling of 8 million samples seen
