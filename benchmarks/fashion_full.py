@@ -1,6 +1,6 @@
 """Image mode on all 70000 Fashion-MNIST images: time per epoch, and ACC.
 
-    python benchmarks/fashion_full.py                 # the default 30 epochs
+    python benchmarks/fashion_full.py                 # the default 50 epochs
     python benchmarks/fashion_full.py --epochs 2      # a timing probe
 
 Fits the default ``CDCClustering`` (small CNN, default augmentation) on the
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--epochs", type=int, default=None, help="CDC epochs (default: the estimator's, 30 on images)"
+        "--epochs", type=int, default=None, help="CDC epochs (default: the estimator's, 50 on images)"
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)

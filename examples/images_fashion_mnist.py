@@ -1,6 +1,6 @@
 """Image mode: cluster Fashion-MNIST images end to end, encoder included.
 
-    python examples/images_fashion_mnist.py           # 10000 test images, 30 epochs
+    python examples/images_fashion_mnist.py           # 10000 test images, 50 epochs
     python examples/images_fashion_mnist.py --quick   # 1000 images, 3 epochs (< 1 min)
 
 The images come from the Debian package ``dataset-fashion-mnist``

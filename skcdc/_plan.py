@@ -41,20 +41,10 @@ LARGE_DATA = 100_000
 N_INIT_REFINEMENT = 3
 # The CDC phase of a run: on vectors 30 epochs up to SMALL_DATA samples and 20
 # above, where three restarts of 20 epochs cost about one run of 50; on images,
-# where one run trains the encoder, 30 (10000 small images in under ten
-# minutes on two CPU cores), and at least MIN_STEPS_IMAGES optimiser steps:
-# the encoder learns by steps, and a small image set makes few per epoch.
+# where one run trains the encoder, 50.
 EPOCHS_SMALL_VECTORS = 30
 EPOCHS_LARGE_VECTORS = 20
-EPOCHS_IMAGES = 30
-MIN_STEPS_IMAGES = 350
-# Image mode on small images (under 32 px a side, the augmentation's small
-# recipe): the second view of an image is, this often, an augmentation of one
-# of its nearest neighbours in pixel space rather than of itself. Pixel
-# neighbours of small grey images mostly share a class (kNN label purity 0.76
-# on Fashion-MNIST), which augmentations alone never teach the encoder.
-IMAGE_NEIGHBOUR_SHARE = 0.5
-IMAGE_NEIGHBOUR_MAX_SIDE = 31
+EPOCHS_IMAGES = 50
 # Self-labelling on vectors (and in image mode's refinement stage).
 SELF_LABELLING_EPOCHS = 10
 # Samples one vector run sees in each phase at most: the epoch counts above
@@ -106,7 +96,8 @@ class Plan:
     competes with the kept partition (:mod:`skcdc.training.floor`);
     ``keep_outputs`` whether the runs' logits and instance vectors of the
     training data are kept (else only their labels); ``neighbour_share`` how
-    often an image's second view is one of its pixel neighbours (image mode);
+    often an image's second view is one of its pixel neighbours (image mode,
+    ``CDCClustering(neighbour_share=...)``);
     ``refinement`` is image mode's second stage (a plan over the trained
     backbone's features) or None.
     """
@@ -203,7 +194,7 @@ def make_plan(
         kmeans_floor=(
             params["kmeans_floor"] and not images and keep_outputs and n_samples <= LARGE_DATA
         ),
-        neighbour_share=_neighbour_share(image_shape) if images else 0.0,
+        neighbour_share=params["neighbour_share"] if images else 0.0,
     )
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]
@@ -237,7 +228,7 @@ def _n_init(n_init: int | str, n_samples: int, images: bool) -> int:
 
 def _epochs(n_samples: int, steps_per_epoch: int, images: bool) -> int:
     if images:
-        return max(EPOCHS_IMAGES, _ceil_div(MIN_STEPS_IMAGES, steps_per_epoch))
+        return EPOCHS_IMAGES
     epochs = EPOCHS_SMALL_VECTORS if n_samples <= SMALL_DATA else EPOCHS_LARGE_VECTORS
     epochs = min(epochs, max(MAX_SAMPLES_CDC // n_samples, 1))
     return max(epochs, _ceil_div(MIN_STEPS_CDC, steps_per_epoch))
@@ -280,14 +271,6 @@ def _loss(params: Mapping[str, Any], images: bool) -> LossSettings:
         anchor_weight=3.0 if images else 1.0,
         balance_window=BALANCE_SAMPLES_PER_CLUSTER * params["n_clusters"],
     )
-
-
-def _neighbour_share(image_shape: tuple[int, ...] | None) -> float:
-    """Pixel neighbours as positives on small images only: on larger and
-    natural images the nearest pixels share colour and layout more than class."""
-    if image_shape is None or max(image_shape[1:]) > IMAGE_NEIGHBOUR_MAX_SIDE:
-        return 0.0
-    return IMAGE_NEIGHBOUR_SHARE
 
 
 def _mixed_precision(requested: bool, device: torch.device, images: bool) -> bool:

@@ -86,6 +86,13 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
         Channel axis of 4-D image arrays; ``"auto"`` tells it from the shape
         and asks for this parameter when it cannot.
+    neighbour_share : float, default=0.0
+        Image mode, images held in memory: how often the second view of an
+        image is an augmentation of one of its ``n_neighbors`` nearest
+        neighbours in pixel space instead of the image itself. 0 keeps the
+        paper's two augmentations of one image; 0.5 teaches the encoder
+        what pixel neighbours share, which helps small grey images whose
+        pixel neighbours mostly share a class (``docs/image-mode.md``).
     refine_epochs : int or "auto", default="auto"
         Image mode, default network: epochs of a second stage that freezes
         the backbone trained end to end and clusters its features with
@@ -116,9 +123,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         (``docs/user-guide.md``); raise it when clusters end empty.
     n_neighbors : int, default=10
         On vectors the positive of a sample is one of its ``n_neighbors``
-        nearest neighbours; :meth:`score` reads as many. On images under 32
-        px held in memory, half the positives are augmentations of one of
-        the image's ``n_neighbors`` nearest neighbours in pixel space.
+        nearest neighbours; :meth:`score` reads as many. In image mode,
+        the neighbours of ``neighbour_share``.
     metric : {"euclidean", "cosine"}, default="euclidean"
         Distance of the neighbour search; ``"cosine"`` suits text embeddings
         whose norm carries no meaning.
@@ -137,7 +143,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     epochs : int or "auto", default="auto"
         Passes over the data in the CDC phase of each run. ``"auto"``: on
         vectors 30 up to 5000 samples and 20 above (at least 100 optimiser
-        steps), on images 30 (at least 350 optimiser steps).
+        steps), 50 on images.
     self_labelling_epochs : int or "auto", default="auto"
         Epochs of a last phase (SCAN's self-labelling) in which each
         confident prediction becomes the target of another view of the same
@@ -260,6 +266,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "network_params": [dict, None],
         "augmentation": [StrOptions({"auto"}), callable],
         "image_layout": [StrOptions(set(IMAGE_LAYOUTS))],
+        "neighbour_share": [Interval(Real, 0, 1, closed="both")],
         "refine_epochs": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "tau_c": [Interval(Real, 0, None, closed="neither")],
         "tau_z": [Interval(Real, 0, None, closed="neither")],
@@ -291,6 +298,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         network_params: dict | None = None,
         augmentation: str | Callable[[torch.Tensor], torch.Tensor] = "auto",
         image_layout: str = "auto",
+        neighbour_share: float = 0.0,
         refine_epochs: int | str = "auto",
         tau_c: float = 0.2,
         tau_z: float = 0.2,
@@ -318,6 +326,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         self.network_params = network_params
         self.augmentation = augmentation
         self.image_layout = image_layout
+        self.neighbour_share = neighbour_share
         self.refine_epochs = refine_epochs
         self.tau_c = tau_c
         self.tau_z = tau_z

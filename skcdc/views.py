@@ -3,8 +3,8 @@
 For vector input (frozen-feature mode) the positive of a sample is one of its
 ``k`` nearest neighbours in the input space, the practice of SCAN and TEMI. For images (image mode)
 the two members are two random augmentations of the same image, made with
-``torchvision.transforms.v2``, or, on small images, of the image and of one
-of its nearest neighbours in pixel space.
+``torchvision.transforms.v2``, or of the image and one of its nearest
+neighbours in pixel space.
 """
 
 from __future__ import annotations
@@ -189,8 +189,7 @@ def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
 
 
 class AugmentedViews:
-    """Positive pairs from two random augmentations of each image (or of
-    the image and one of its neighbours).
+    """Positive pairs from two random augmentations of each image.
 
     Parameters
     ----------

@@ -232,6 +232,21 @@ def test_image_mode_learns_the_three_shapes(shapes):
     assert adjusted_rand_score(labels, model.labels_) > 0.8
 
 
+def test_image_mode_with_neighbour_positives_learns_the_shapes_reproducibly(shapes):
+    images, labels = shapes
+    params = {"epochs": 15, "batch_size": 16, "n_init": 1, "random_state": 0}
+    model = CDCClustering(3, neighbour_share=0.5, n_neighbors=5, **params).fit(images)
+    assert adjusted_rand_score(labels, model.labels_) > 0.8
+    again = CDCClustering(3, neighbour_share=0.5, n_neighbors=5, **params).fit(images)
+    np.testing.assert_array_equal(again.labels_, model.labels_)
+
+
+def test_neighbour_positives_of_streamed_images_are_refused(shapes):
+    images, _ = shapes
+    with pytest.raises(ValueError, match="neighbour_share needs the images held in memory"):
+        CDCClustering(3, neighbour_share=0.5, **TINY).fit(CountingDataset(images))
+
+
 def test_same_seed_same_labels_in_image_mode(shapes, fitted_images):
     images, _ = shapes
     again = CDCClustering(3, **TINY).fit(images)

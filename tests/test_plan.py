@@ -48,9 +48,8 @@ def test_tiny_data_sets_train_at_least_100_steps(n_samples, epochs):
         (5000, False, {}, 4, 30),
         (5001, False, {}, 3, 20),
         (5001, False, {"n_init": 1, "epochs": 7}, 1, 7),
-        (5000, True, {}, 3, 30),
-        (5001, True, {}, 1, 30),  # end-to-end image runs are the longest part of a fit
-        (1797, True, {}, 3, 50),  # 7 steps an epoch: at least 350 steps
+        (5000, True, {}, 3, 50),
+        (5001, True, {}, 1, 50),  # end-to-end image runs are the longest part of a fit
         (100_000, False, {}, 3, 20),
         (100_001, False, {}, 1, 20),
         (1_000_000, False, {}, 1, 8),  # a ceiling of 8 million samples seen
@@ -154,12 +153,9 @@ def test_the_balance_window_holds_eight_samples_per_cluster(n_clusters, window):
     assert plan_for(20_000, False, n_clusters=n_clusters).loss.balance_window == window
 
 
-@pytest.mark.parametrize(
-    "images, image_shape, share",
-    [(False, None, 0.0), (True, (1, 8, 8), 0.5), (True, (1, 28, 28), 0.5), (True, (3, 32, 32), 0.0)],
-)
-def test_pixel_neighbours_are_positives_of_small_images_only(images, image_shape, share):
-    plan = plan_for(3000, images=images, image_shape=image_shape)
-    assert plan.neighbour_share == share
+@pytest.mark.parametrize("images", [False, True])
+def test_neighbour_positives_of_images_in_the_end_to_end_stage_only(images):
+    plan = plan_for(3000, images=images, neighbour_share=0.5)
+    assert plan.neighbour_share == (0.5 if images else 0.0)
     if images:
         assert plan.refinement.neighbour_share == 0.0

@@ -90,6 +90,12 @@ def make_views(
         # make_plan gives every image plan an augmentation.
         assert plan.augmentation is not None
         if isinstance(X, StreamedImages):
+            if plan.neighbour_share > 0:
+                raise ValueError(
+                    "neighbour_share needs the images held in memory, to search their pixel "
+                    "neighbours: pass them as an array, or set neighbour_share=0 for a "
+                    "dataset or a folder."
+                )
             return AugmentedViews(X, plan.augmentation, plan.device)
         images = X.to(plan.device)
         neighbors = None
