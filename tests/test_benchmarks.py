@@ -134,3 +134,22 @@ def test_ablation_page_has_the_suite_mean_and_each_rows_largest_fall(tmp_path):
     assert "| 0.850 |" in lines["| default"]
     assert lines["| n_init=1"].endswith("| 0.800 | +0.100 |")
     assert "0.600 ± 0.000 (2)" in lines["| KMeans(n_init=10)"]
+
+
+def test_image_mode_variants_are_estimator_parameters_and_tabled_per_set():
+    image_mode = _benchmark_module("image_mode")
+    from skcdc import CDCClustering
+
+    parameters = set(CDCClustering().get_params())
+    assert all(set(params) <= parameters for params in image_mode.VARIANTS.values())
+    results = pd.DataFrame({
+        "dataset": ["digits-images"] * 3 + ["fashion-mnist-images"],
+        "variant": ["default"] * 3 + ["neighbour_share=0.5"],
+        "seed": [0, 1, 2, 0],
+        "acc": [0.5, 0.6, 0.7, 0.9],
+        "fit_time": [1.0, 2.0, 3.0, 10.0],
+    })
+    table = image_mode.report(results)
+    # Mean, population std and count of the seeds, mean fit time.
+    assert "| digits-images | default | 0.600 ± 0.082 | 3 | 2 |" in table
+    assert "| fashion-mnist-images | neighbour_share=0.5 | 0.900 ± 0.000 | 1 | 10 |" in table
