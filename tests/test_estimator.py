@@ -32,7 +32,7 @@ FAST = {"epochs": 10, "batch_size": 64, "n_init": 1, "random_state": 0}
 
 
 def test_has_the_parameters_a_user_sets_and_no_more():
-    assert len(CDCClustering().get_params()) <= 26
+    assert len(CDCClustering().get_params()) <= 27
 
 
 def test_recovers_separated_clusters(blobs, fitted):
