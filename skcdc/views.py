@@ -125,11 +125,19 @@ def _random_neighbours(
     device). With several processes, ``index`` is this one's share of the
     global batch: every process draws for the whole global batch and keeps
     its part, so the draws are one process's and the generators stay alike."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    n = index.shape[0]
-    choice = torch.randint(neighbors.shape[1], (n * world.size,), generator=generator, device=device)
-    choice = choice[world.rank * n : (world.rank + 1) * n]
+    choice = _global_draw(torch.randint, (neighbors.shape[1],), index.shape[0], generator, world)
     return neighbors[index, choice.to(index.device)]
+
+
+def _global_draw(
+    draw: Callable, args: tuple, n: int, generator: torch.Generator | None, world: World
+) -> torch.Tensor:
+    """This process's ``n`` values of ``draw(*args, size)`` drawn for the
+    whole global batch of ``world``, so that every process's generator moves
+    alike and the draws are one process's."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    values = draw(*args, (n * world.size,), generator=generator, device=device)
+    return values[world.rank * n : (world.rank + 1) * n]
 
 
 def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
@@ -229,8 +237,6 @@ class AugmentedViews:
         neighbour_share: float = 0.0,
         world: World = SINGLE,
     ) -> None:
-        if neighbors is not None and isinstance(images, StreamedImages):
-            raise ValueError("neighbour positives need the images held in memory")
         self.images = images
         self.augmentation = augmentation
         self.device = device
@@ -256,11 +262,8 @@ class AugmentedViews:
         ``neighbour_share``, else the image itself."""
         assert self.neighbors is not None
         drawn = _random_neighbours(self.neighbors, index, generator, self.world)
-        device = generator.device if generator is not None else torch.device("cpu")
-        n = index.shape[0]
-        coin = torch.rand(n * self.world.size, generator=generator, device=device)
-        coin = coin[self.world.rank * n : (self.world.rank + 1) * n].to(index.device)
-        return torch.where(coin < self.neighbour_share, drawn, index)
+        coin = _global_draw(torch.rand, (), index.shape[0], generator, self.world)
+        return torch.where(coin.to(index.device) < self.neighbour_share, drawn, index)
 
     def epoch(self, batches: Iterable, generator: torch.Generator | None) -> Iterator:
         """``(index, view_a, view_b)`` for each batch of image numbers of an
