@@ -59,6 +59,7 @@ for _name in clustpy_baselines():
         "digits", "bbc-news-minilm", "fashion-mnist-efficientnet", "fashion-mnist-pixels",
         "imbalanced-blobs", *D.HELD_OUT_DATASETS,
     }
+
 # On the image sets only k-means runs among the baselines (on the flat
 # pixels): the reference image mode is measured against.
 IMAGE_SETS = {name for name in DATASETS if name.endswith("-images")}

@@ -122,9 +122,7 @@ def _random_neighbours(
     world: World = SINGLE,
 ) -> torch.Tensor:
     """One uniformly drawn neighbour of each sample of ``index`` (all on one
-    device). With several processes, ``index`` is this one's share of the
-    global batch: every process draws for the whole global batch and keeps
-    its part, so the draws are one process's and the generators stay alike."""
+    device), drawn for the global batch (:func:`_global_draw`)."""
     choice = _global_draw(torch.randint, (neighbors.shape[1],), index.shape[0], generator, world)
     return neighbors[index, choice.to(index.device)]
 
