@@ -498,19 +498,20 @@ def load_glyphs(size: int = 32) -> Dataset:
     # No font, or none that draws the glyphs: _render_glyphs says what to install.
     images, labels, faces = _memory().cache(_render_glyphs)(_glyph_fonts(), size)
     return Dataset(
-        "glyphs-images",
+        "glyphs-images" if size == 32 else f"glyphs-{size}px-images",
         images,
         labels,
         f"0-9, A-Z, a-z in {faces.max() + 1} font faces, {size}x{size} grey images",
     )
 
 
-def load_glyphs_pixels() -> Dataset:
-    """The glyph images (:func:`load_glyphs`) as raw pixel vectors (N x 1024,
-    scaled to [0, 1]): what image mode is measured against."""
-    glyphs = load_glyphs()
+def load_glyphs_pixels(size: int = 32) -> Dataset:
+    """The glyph images (:func:`load_glyphs`) as raw pixel vectors (N x
+    size**2, scaled to [0, 1]): what image mode is measured against."""
+    glyphs = load_glyphs(size)
     X = glyphs.X.reshape(len(glyphs.X), -1).astype(np.float32) / 255.0
-    return Dataset("glyphs-pixels", X, glyphs.y, glyphs.description.replace("grey images", "pixels"))
+    name = "glyphs-pixels" if size == 32 else f"glyphs-{size}px-pixels"
+    return Dataset(name, X, glyphs.y, glyphs.description.replace("grey images", "pixels"))
 
 
 def load_glyphs_efficientnet(size: int = 112) -> Dataset:
@@ -603,6 +604,10 @@ BENCHMARK_DATASETS = {
     "glyphs-images": load_glyphs,
     "glyphs-efficientnet": load_glyphs_efficientnet,
     "glyphs-pixels": load_glyphs_pixels,
+    # At 28 px, where image mode's default augmentation is the one for small
+    # images (no flips, which turn some letters into others).
+    "glyphs-28px-images": partial(load_glyphs, 28),
+    "glyphs-28px-pixels": partial(load_glyphs_pixels, 28),
     # Unequal sizes of sets whose balanced form is above.
     **{
         f"{name}-long-tailed": (lambda load=load: long_tailed(load()))
@@ -622,6 +627,7 @@ MANY_CLUSTER_DATASETS = (
     "debian-sources-minilm",
     "glyphs-efficientnet",
     "glyphs-pixels",
+    "glyphs-28px-pixels",
 )
 
 #: Data sets no default was chosen on: a check that the defaults generalise.
@@ -631,4 +637,5 @@ HELD_OUT_DATASETS = (
     "digits-long-tailed",
     "bbc-news-minilm-long-tailed",
     "fashion-mnist-efficientnet-long-tailed",
+    "glyphs-28px-pixels",
 )

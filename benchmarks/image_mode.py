@@ -11,7 +11,7 @@ A variant is a name from ``VARIANTS`` or any ``parameter=value`` list (as in
 long run can be resumed); ``--report`` prints the mean ACC and fit time per
 set and variant, the table of ``docs/image-mode.md``. k-means and the
 frozen-feature mode on the same pixels are rows of ``run.py``
-(``fashion-mnist-pixels``, ``digits``, ``glyphs-pixels``).
+(``fashion-mnist-pixels``, ``digits``, ``glyphs-28px-pixels``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from skcdc.metrics import cluster_accuracy_score as accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "image_mode.csv"
-IMAGE_SETS = ["digits-images", "fashion-mnist-images", "glyphs-images"]
+IMAGE_SETS = ["digits-images", "fashion-mnist-images", "glyphs-28px-images"]
 VARIANTS = {
     "default": {},
     "epochs=30": {"epochs": 30},

@@ -58,7 +58,7 @@ for _name in clustpy_baselines():
     ONLY_ON[_name] = {
         "digits", "bbc-news-minilm", "fashion-mnist-efficientnet", "fashion-mnist-pixels",
         "imbalanced-blobs", *D.HELD_OUT_DATASETS,
-    }
+    } - set(D.MANY_CLUSTER_DATASETS)
 
 # On the image sets only k-means runs among the baselines (on the flat
 # pixels): the reference image mode is measured against.
