@@ -65,6 +65,8 @@ __all__ = [
 # How long a collective waits for a rank before it fails: a rank that died
 # or hangs ends the others' fit with an error instead of a hang.
 TIMEOUT = timedelta(minutes=10)
+# How long a rank leaving at exit waits for the others.
+LEAVE_TIMEOUT = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -379,4 +381,14 @@ def join(device: torch.device) -> World:
 
 def _leave() -> None:
     if dist.is_initialized():
-        dist.destroy_process_group()
+        # Every rank waits for the others before tearing its group down: a
+        # rank that leaves first takes the connections the others still
+        # close (or, on rank 0, the launch's store), and they abort at exit.
+        # Bounded, so that a rank leaving on an error does not wait for
+        # others stuck elsewhere.
+        try:
+            dist.barrier(async_op=True).wait(timeout=LEAVE_TIMEOUT)
+        except RuntimeError:
+            pass
+        finally:
+            dist.destroy_process_group()
