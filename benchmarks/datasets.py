@@ -510,7 +510,7 @@ def load_glyphs_pixels(size: int = 32) -> Dataset:
     size**2, scaled to [0, 1]): what image mode is measured against."""
     glyphs = load_glyphs(size)
     X = glyphs.X.reshape(len(glyphs.X), -1).astype(np.float32) / 255.0
-    name = "glyphs-pixels" if size == 32 else f"glyphs-{size}px-pixels"
+    name = glyphs.name.replace("-images", "-pixels")
     return Dataset(name, X, glyphs.y, glyphs.description.replace("grey images", "pixels"))
 
 
