@@ -40,7 +40,7 @@ import atexit
 import functools
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -386,9 +386,6 @@ def _leave() -> None:
         # close (or, on rank 0, the launch's store), and they abort at exit.
         # Bounded, so that a rank leaving on an error does not wait for
         # others stuck elsewhere.
-        try:
+        with suppress(RuntimeError):
             dist.barrier(async_op=True).wait(timeout=LEAVE_TIMEOUT)
-        except RuntimeError:
-            pass
-        finally:
-            dist.destroy_process_group()
+        dist.destroy_process_group()
