@@ -40,7 +40,7 @@ import atexit
 import functools
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -48,6 +48,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+
+# torch.distributed.nn binds the default process group as a default argument
+# of its functions when it is imported. Imported after a group exists (the
+# optimiser imports it on its first use), it holds that group past
+# destroy_process_group, whose worker threads then live on to interpreter
+# exit, where their teardown can abort the process. Imported here, before any
+# group, it binds None.
+import torch.distributed.nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .exceptions import LostRankError
@@ -65,8 +73,6 @@ __all__ = [
 # How long a collective waits for a rank before it fails: a rank that died
 # or hangs ends the others' fit with an error instead of a hang.
 TIMEOUT = timedelta(minutes=10)
-# How long a rank leaving at exit waits for the others.
-LEAVE_TIMEOUT = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -381,11 +387,4 @@ def join(device: torch.device) -> World:
 
 def _leave() -> None:
     if dist.is_initialized():
-        # Every rank waits for the others before tearing its group down: a
-        # rank that leaves first takes the connections the others still
-        # close (or, on rank 0, the launch's store), and they abort at exit.
-        # Bounded, so that a rank leaving on an error does not wait for
-        # others stuck elsewhere.
-        with suppress(RuntimeError):
-            dist.barrier(async_op=True).wait(timeout=LEAVE_TIMEOUT)
         dist.destroy_process_group()

@@ -9,6 +9,7 @@ Each rank writes what the test checks to ``OUT_DIR/<mode>-<rank>.json`` (or
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
@@ -109,7 +110,10 @@ def check_loss(out: Path) -> None:
 
 
 def fit(out: Path) -> None:
-    """A default fit, as a user's script would run it."""
+    """A default fit, as a user's script would run it; at exit, after skcdc
+    has left the process group it joined, the names of the threads left."""
+    # Registered before the fit joins the group: exit handlers run last first.
+    atexit.register(_write_threads, out, os.environ.get("RANK", "0"))
     X, _ = blobs()
     model = CDCClustering(N_CLUSTERS, **fit_params()).fit(X)
     world = current_world()
@@ -193,6 +197,12 @@ def images(out: Path) -> None:
     world = current_world()
     np.save(out / f"images-{world.rank}.npy", model.labels_)
     _write(out, "images", world.rank, {"reads": dataset.reads, "n": len(dataset)})
+
+
+def _write_threads(out: Path, rank: str) -> None:
+    tasks = Path("/proc/self/task")
+    names = [(task / "comm").read_text().strip() for task in tasks.iterdir()] if tasks.exists() else None
+    _write(out, "threads", int(rank), {"names": names})
 
 
 def _write(out: Path, mode: str, rank: int, values: dict) -> None:
