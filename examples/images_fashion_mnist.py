@@ -1,12 +1,14 @@
 """Image mode: cluster Fashion-MNIST images end to end, encoder included.
 
-    python examples/images_fashion_mnist.py           # 10000 test images, 50 epochs
+    python examples/images_fashion_mnist.py           # 10000 test images, the default budget
     python examples/images_fashion_mnist.py --quick   # 1000 images, 3 epochs (< 1 min)
 
 The images come from the Debian package ``dataset-fashion-mnist``
 (``apt-get install dataset-fashion-mnist``). CDCClustering sees a (N, 28, 28)
-uint8 array, so it picks image mode: two augmentations of each image are the
-positive pair and a small CNN is trained from scratch with the two heads; then
+uint8 array, so it picks image mode: an augmentation of each image and one of
+another augmentation of the image or, half of the time, of one of its nearest
+neighbours in pixel space (``neighbour_share="auto"`` at 28 px) are the
+positive pair, and a small CNN is trained from scratch with the two heads; then
 the refinement stage clusters the trained CNN's features of the images with
 nearest neighbours as positives (``refine_epochs``).
 """
@@ -37,7 +39,7 @@ def read_idx(path: Path) -> np.ndarray:
 root = Path("/usr/share/datasets/fashion-mnist")
 images = read_idx(root / "t10k-images-idx3-ubyte.gz")
 labels = read_idx(root / "t10k-labels-idx1-ubyte.gz")
-n_images, epochs = (1000, 3) if args.quick else (len(images), 50)
+n_images, epochs = (1000, 3) if args.quick else (len(images), "auto")
 images, labels = images[:n_images], labels[:n_images]
 
 start = time.perf_counter()

@@ -41,10 +41,19 @@ LARGE_DATA = 100_000
 N_INIT_REFINEMENT = 3
 # The CDC phase of a run: on vectors 30 epochs up to SMALL_DATA samples and 20
 # above, where three restarts of 20 epochs cost about one run of 50; on images,
-# where one run trains the encoder, 50.
+# where one run trains the encoder, 50, or 30 with neighbour positives, which
+# reach as much in fewer epochs.
 EPOCHS_SMALL_VECTORS = 30
 EPOCHS_LARGE_VECTORS = 20
 EPOCHS_IMAGES = 50
+EPOCHS_IMAGES_NEIGHBOURS = 30
+# neighbour_share="auto": half the second views from pixel neighbours for
+# images held in memory of at least this side and below 32 px (the small-image
+# augmentation without sub-pixel moves: MNIST-like images, whose pixel
+# neighbours mostly share a class); none for smaller, larger or streamed ones.
+NEIGHBOUR_SHARE_AUTO = 0.5
+NEIGHBOUR_MIN_SIDE = 16
+NEIGHBOUR_MAX_SIDE = 31
 # Self-labelling on vectors (and in image mode's refinement stage).
 SELF_LABELLING_EPOCHS = 10
 # Samples one vector run sees in each phase at most: the epoch counts above
@@ -141,6 +150,7 @@ def make_plan(
     n_samples: int,
     images: bool,
     image_shape: tuple[int, ...] | None = None,
+    streamed: bool = False,
     device: torch.device,
 ) -> Plan:
     """Resolve the estimator's parameters for data of this shape on ``device``.
@@ -155,15 +165,20 @@ def make_plan(
         Image mode (the encoder trained end to end) or vectors.
     image_shape : tuple of int, default=None
         (C, H, W) of the images, for the default augmentation.
+    streamed : bool, default=False
+        Images read from a dataset or a folder, not held in memory.
     device : torch.device
         Where training runs.
     """
     batch_size = min(params["batch_size"], n_samples)
     n_init = _n_init(params["n_init"], n_samples, images)
     steps_per_epoch = epoch_steps(n_samples, batch_size)
+    neighbour_share = (
+        _neighbour_share(params["neighbour_share"], image_shape, streamed) if images else 0.0
+    )
     epochs = params["epochs"]
     if epochs == "auto":
-        epochs = _epochs(n_samples, steps_per_epoch, images)
+        epochs = _epochs(n_samples, steps_per_epoch, images, neighbour_share)
     network, network_params = _network(params["network"], params["network_params"], images)
     # Image mode's score reads the instance vectors of every image.
     keep_outputs = images or _keeps_outputs(n_samples, network_params, params["n_clusters"])
@@ -194,7 +209,7 @@ def make_plan(
         kmeans_floor=(
             params["kmeans_floor"] and not images and keep_outputs and n_samples <= LARGE_DATA
         ),
-        neighbour_share=params["neighbour_share"] if images else 0.0,
+        neighbour_share=neighbour_share,
     )
     if images and params["network"] == "auto":
         refine_epochs = epochs if params["refine_epochs"] == "auto" else params["refine_epochs"]
@@ -226,9 +241,19 @@ def _n_init(n_init: int | str, n_samples: int, images: bool) -> int:
     return 1 if images or n_samples > LARGE_DATA else N_INIT_LARGE_VECTORS
 
 
-def _epochs(n_samples: int, steps_per_epoch: int, images: bool) -> int:
+def _neighbour_share(
+    requested: float | str, image_shape: tuple[int, ...] | None, streamed: bool
+) -> float:
+    if requested != "auto":
+        return float(requested)
+    side = max(image_shape[1:]) if image_shape else 0
+    small = NEIGHBOUR_MIN_SIDE <= side <= NEIGHBOUR_MAX_SIDE
+    return NEIGHBOUR_SHARE_AUTO if small and not streamed else 0.0
+
+
+def _epochs(n_samples: int, steps_per_epoch: int, images: bool, neighbour_share: float) -> int:
     if images:
-        return EPOCHS_IMAGES
+        return EPOCHS_IMAGES_NEIGHBOURS if neighbour_share > 0 else EPOCHS_IMAGES
     epochs = EPOCHS_SMALL_VECTORS if n_samples <= SMALL_DATA else EPOCHS_LARGE_VECTORS
     epochs = min(epochs, max(MAX_SAMPLES_CDC // n_samples, 1))
     return max(epochs, _ceil_div(MIN_STEPS_CDC, steps_per_epoch))

@@ -25,7 +25,7 @@ from ._inference_network import inference_network, logits_only
 from ._plan import Plan, make_plan
 from ._version import __version__
 from .devices import resolve_device
-from .images import IMAGE_LAYOUTS
+from .images import IMAGE_LAYOUTS, StreamedImages
 from .loss import EQUIPARTITIONS, NEGATIVE_WEIGHTINGS
 from .scoring import neighbour_agreement, neighbour_graph
 from .training import Result, train
@@ -86,13 +86,17 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
         Channel axis of 4-D image arrays; ``"auto"`` tells it from the shape
         and asks for this parameter when it cannot.
-    neighbour_share : float, default=0.0
+    neighbour_share : float or "auto", default="auto"
         Image mode, images held in memory: how often the second view of an
         image is an augmentation of one of its ``n_neighbors`` nearest
         neighbours in pixel space instead of the image itself. 0 keeps the
-        paper's two augmentations of one image; 0.5 teaches the encoder
+        paper's two augmentations of one image; 0.5 also teaches the encoder
         what pixel neighbours share, which helps small grey images whose
-        pixel neighbours mostly share a class (``docs/image-mode.md``).
+        pixel neighbours mostly share a class. ``"auto"``: 0.5 for arrays of
+        images 16 to 31 px on a side (MNIST-like), 0 for smaller and larger
+        images, whose nearest pixels share less than their class, and for a
+        dataset or a folder, which is not held in memory
+        (``docs/image-mode.md``).
     refine_epochs : int or "auto", default="auto"
         Image mode, default network: epochs of a second stage that freezes
         the backbone trained end to end and clusters its features with
@@ -143,7 +147,8 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
     epochs : int or "auto", default="auto"
         Passes over the data in the CDC phase of each run. ``"auto"``: on
         vectors 30 up to 5000 samples and 20 above (at least 100 optimiser
-        steps), 50 on images.
+        steps); on images 50, or 30 with neighbour positives
+        (``neighbour_share`` above 0), which reach as much in fewer epochs.
     self_labelling_epochs : int or "auto", default="auto"
         Epochs of a last phase (SCAN's self-labelling) in which each
         confident prediction becomes the target of another view of the same
@@ -266,7 +271,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         "network_params": [dict, None],
         "augmentation": [StrOptions({"auto"}), callable],
         "image_layout": [StrOptions(set(IMAGE_LAYOUTS))],
-        "neighbour_share": [Interval(Real, 0, 1, closed="both")],
+        "neighbour_share": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
         "refine_epochs": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "tau_c": [Interval(Real, 0, None, closed="neither")],
         "tau_z": [Interval(Real, 0, None, closed="neither")],
@@ -298,7 +303,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
         network_params: dict | None = None,
         augmentation: str | Callable[[torch.Tensor], torch.Tensor] = "auto",
         image_layout: str = "auto",
-        neighbour_share: float = 0.0,
+        neighbour_share: float | str = "auto",
         refine_epochs: int | str = "auto",
         tau_c: float = 0.2,
         tau_z: float = 0.2,
@@ -394,6 +399,7 @@ class CDCClustering(ClusterMixin, TransformerMixin, BaseEstimator):
             n_samples=X.shape[0],
             images=images,
             image_shape=tuple(X.shape[1:]) if images else None,
+            streamed=isinstance(X, StreamedImages),
             device=device,
         )
 

@@ -11,12 +11,15 @@ from skcdc.networks import ImageCDCNetwork, VectorCDCNetwork
 CPU = torch.device("cpu")
 
 
-def plan_for(n_samples, images=False, n_clusters=3, image_shape=(1, 8, 8), **params):
+def plan_for(
+    n_samples, images=False, n_clusters=3, image_shape=(1, 8, 8), streamed=False, **params
+):
     return make_plan(
         CDCClustering(n_clusters, **params).get_params(),
         n_samples=n_samples,
         images=images,
         image_shape=image_shape if images else None,
+        streamed=streamed,
         device=CPU,
     )
 
@@ -151,6 +154,28 @@ def test_training_outputs_are_kept_when_small_and_the_consensus_needs_them(
 @pytest.mark.parametrize("n_clusters, window", [(10, 80), (1000, 8000)])
 def test_the_balance_window_holds_eight_samples_per_cluster(n_clusters, window):
     assert plan_for(20_000, False, n_clusters=n_clusters).loss.balance_window == window
+
+
+@pytest.mark.parametrize(
+    "image_shape, streamed, share, epochs",
+    [
+        ((1, 28, 28), False, 0.5, 30),  # MNIST-like arrays: neighbour positives, 30 epochs
+        ((3, 16, 20), False, 0.5, 30),
+        ((1, 8, 8), False, 0.0, 50),  # smaller: none, 50 epochs
+        ((3, 32, 32), False, 0.0, 50),  # larger: none
+        ((1, 28, 28), True, 0.0, 50),  # a dataset or a folder: not searched
+    ],
+)
+def test_auto_neighbour_share_by_image_size_and_source(image_shape, streamed, share, epochs):
+    plan = plan_for(3000, True, image_shape=image_shape, streamed=streamed)
+    assert (plan.neighbour_share, plan.epochs) == (share, epochs)
+    assert plan.refinement.epochs == epochs
+
+
+def test_explicit_neighbour_share_and_epochs_are_kept():
+    assert plan_for(3000, True, image_shape=(1, 8, 8), neighbour_share=0.5).epochs == 30
+    plan = plan_for(3000, True, image_shape=(1, 28, 28), neighbour_share=0.0, epochs=7)
+    assert (plan.neighbour_share, plan.epochs) == (0.0, 7)
 
 
 @pytest.mark.parametrize("images", [False, True])
