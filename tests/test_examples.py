@@ -20,7 +20,8 @@ def run_example(name, *args, cwd=None):
 
 def test_every_example_has_a_test():
     tested = {"quickstart_digits.py", "pipeline_grid_search.py", "text_embeddings_bbc.py",
-              "images_fashion_mnist.py", "plots.py", "distributed_fit.py"}
+              "images_fashion_mnist.py", "plots.py", "distributed_fit.py",
+              "pretrained_backbone.py"}
     assert {p.name for p in (ROOT / "examples").glob("*.py")} == tested
 
 
@@ -44,6 +45,12 @@ def test_images_end_to_end():
     out = run_example("images_fashion_mnist.py", "--quick")
     assert "CDC (images)" in out and "(1000, 28, 28) uint8" in out
     assert "cluster centres: (10, 1, 28, 28)" in out
+
+
+def test_pretrained_backbone_and_scratch():
+    out = run_example("pretrained_backbone.py", "--quick")
+    assert "EfficientNet-Lite0, ImageNet weights: ACC" in out
+    assert "small CNN from scratch: ACC" in out
 
 
 def test_plots(tmp_path):
