@@ -22,7 +22,7 @@ from torch import nn
 from .devices import native_bfloat16
 from .loss import CDCLoss
 from .networks import ImageCDCNetwork, VectorCDCNetwork
-from .views import default_augmentation
+from .views import SMALL_IMAGE_SIDE, SUBPIXEL_SIDE, default_augmentation
 
 __all__ = ["LossSettings", "Plan", "epoch_steps", "make_plan"]
 
@@ -48,12 +48,10 @@ EPOCHS_LARGE_VECTORS = 20
 EPOCHS_IMAGES = 50
 EPOCHS_IMAGES_NEIGHBOURS = 30
 # neighbour_share="auto": half the second views from pixel neighbours for
-# images held in memory of at least this side and below 32 px (the small-image
-# augmentation without sub-pixel moves: MNIST-like images, whose pixel
-# neighbours mostly share a class); none for smaller, larger or streamed ones.
+# images held in memory that the small-image recipe without sub-pixel moves
+# augments (MNIST-like images, whose pixel neighbours mostly share a class);
+# none for smaller, larger or streamed ones.
 NEIGHBOUR_SHARE_AUTO = 0.5
-NEIGHBOUR_MIN_SIDE = 16
-NEIGHBOUR_MAX_SIDE = 31
 # Self-labelling on vectors (and in image mode's refinement stage).
 SELF_LABELLING_EPOCHS = 10
 # Samples one vector run sees in each phase at most: the epoch counts above
@@ -247,7 +245,7 @@ def _neighbour_share(
     if requested != "auto":
         return float(requested)
     side = max(image_shape[1:]) if image_shape else 0
-    small = NEIGHBOUR_MIN_SIDE <= side <= NEIGHBOUR_MAX_SIDE
+    small = SUBPIXEL_SIDE <= side < SMALL_IMAGE_SIDE
     return NEIGHBOUR_SHARE_AUTO if small and not streamed else 0.0
 
 

@@ -138,6 +138,12 @@ def _global_draw(
     return values[world.rank * n : (world.rank + 1) * n]
 
 
+# The sizes that pick the default recipe: below SMALL_IMAGE_SIDE px the
+# small-image recipe (no flips), below SUBPIXEL_SIDE px with sub-pixel moves.
+SMALL_IMAGE_SIDE = 32
+SUBPIXEL_SIDE = 16
+
+
 def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
     """The augmentation recipe for images of this size, on float tensors in [0, 1].
 
@@ -162,10 +168,10 @@ def default_augmentation(channels: int, height: int, width: int) -> v2.Compose:
     from .augmentation import RandomSubpixelAffine
     size = (height, width)
     rgb = channels == 3
-    if max(height, width) < 32:
+    if max(height, width) < SMALL_IMAGE_SIDE:
         affine = (
             RandomSubpixelAffine(degrees=10, translate=(0.1, 0.1))
-            if max(height, width) < 16
+            if max(height, width) < SUBPIXEL_SIDE
             else v2.RandomAffine(degrees=10, translate=(0.1, 0.1))
         )
         return v2.Compose(
